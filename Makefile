@@ -1,0 +1,48 @@
+# job_queue: PGXS build
+EXTENSION = job_queue
+MODULE_big = job_queue
+OBJS = \
+	src/api.o \
+	src/executor.o \
+	src/guc.o \
+	src/job_queue.o \
+	src/job_run.o \
+	src/launcher.o \
+	src/scheduler.o \
+	src/shmem.o \
+	src/utility.o \
+	src/wakeup.o
+
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+TESTS = $(sort $(wildcard test/sql/*.sql))
+REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
+REGRESS_OPTS = --inputdir=test --outputdir=test/out \
+	--temp-instance=test/tmp_regress --temp-config=test/job_queue.conf
+
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --outputdir=test/out_isolation \
+	--temp-instance=test/tmp_isolation --temp-config=test/job_queue.conf
+
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+EXTRA_CLEAN = test/out test/out_isolation test/tmp_regress test/tmp_isolation tmp_check
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: demo bench test
+# set up a throwaway cluster, run a few jobs, and leave it running
+demo:
+	test/demo.sh
+
+# every test: pg_regress and isolation (installcheck on temp instances), then TAP
+test:
+	$(MAKE) installcheck
+	$(MAKE) prove_installcheck
+
+bench:
+	test/bench/bench.sh

@@ -1,0 +1,554 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  The SQL-callable functions of job_queue.
+ *
+ * Users have no rights on the tables in schema jq.  Each function here
+ * notes who called it (GetUserId(), which is right even inside someone
+ * else's SECURITY DEFINER function), switches to the extension owner, and
+ * does the work through SPI with schema-qualified SQL.  jq_enqueue and
+ * jq_enqueue_bulk are written in C because they are the hot path; the other
+ * functions go through jq_api_call, which runs the jq._<name> SQL function
+ * of the same name with the caller and its jq_admin membership prepended.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "job_queue.h"
+
+#define JQ_QUEUE_NAME_MAX	63
+#define JQ_MAX_ATTEMPTS_MAX 1000
+
+/* The owner of schema jq, who owns every internal object. */
+Oid
+jq_extension_owner(void)
+{
+	Oid			nsp = get_namespace_oid("jq", false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+void
+jq_as_owner(JqUserContext *ctx)
+{
+	Oid			owner = jq_extension_owner();
+
+	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
+	SetUserIdAndSecContext(owner,
+						   ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+jq_as_caller(JqUserContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
+}
+
+/* ---------------------------------------------------------------------
+ * jq_enqueue and jq_enqueue_bulk
+ * --------------------------------------------------------------------- */
+
+/* The arguments after the command(s), checked and with defaults applied. */
+typedef struct EnqueueArgs
+{
+	text	   *queue;
+	int32		priority;
+	TimestampTz run_at;
+	int32		max_attempts;
+	Datum		timeout;		/* Interval, when has_timeout */
+	bool		has_timeout;
+} EnqueueArgs;
+
+static void
+enqueue_check_not_null(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+static void
+enqueue_check_command(text *command)
+{
+	char	   *p = VARDATA_ANY(command);
+	char	   *end = p + VARSIZE_ANY_EXHDR(command);
+
+	while (p < end && isspace((unsigned char) *p))
+		p++;
+	if (p == end)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job command must not be empty"),
+				 errhint("Pass the SQL the job should run, for example 'SELECT 1'.")));
+}
+
+static void
+enqueue_check_queue(text *queue)
+{
+	char	   *name = text_to_cstring(queue);
+	size_t		len = strlen(name);
+	bool		ok = len > 0 && len <= JQ_QUEUE_NAME_MAX;
+
+	for (size_t i = 0; ok && i < len; i++)
+	{
+		char		c = name[i];
+
+		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			(c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' || c == ':';
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid queue name \"%s\"", name),
+				 errdetail("A queue name has 1 to %d characters, each a letter, a digit, \"_\", \"-\", \".\" or \":\".",
+						   JQ_QUEUE_NAME_MAX)));
+	pfree(name);
+}
+
+static void
+enqueue_read_args(FunctionCallInfo fcinfo, EnqueueArgs *args)
+{
+	enqueue_check_not_null(fcinfo, 1, "queue");
+	enqueue_check_not_null(fcinfo, 2, "priority");
+	args->queue = PG_GETARG_TEXT_PP(1);
+	enqueue_check_queue(args->queue);
+	args->priority = PG_GETARG_INT32(2);
+
+	args->run_at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp()
+		: PG_GETARG_TIMESTAMPTZ(3);
+	if (TIMESTAMP_NOT_FINITE(args->run_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("run_at must be a finite timestamp")));
+
+	args->max_attempts = PG_ARGISNULL(4) ? jq_default_max_attempts
+		: PG_GETARG_INT32(4);
+	if (args->max_attempts < 1 || args->max_attempts > JQ_MAX_ATTEMPTS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be between 1 and %d", JQ_MAX_ATTEMPTS_MAX),
+				 errhint("Pass NULL to use jq.default_max_attempts (%d).",
+						 jq_default_max_attempts)));
+
+	if (!PG_ARGISNULL(5))
+	{
+		Interval   *iv = PG_GETARG_INTERVAL_P(5);
+
+		if (iv->month < 0 || iv->day < 0 || iv->time < 0 ||
+			(iv->month == 0 && iv->day == 0 && iv->time == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timeout must be a positive interval"),
+					 errhint("Pass NULL to use jq.default_timeout.")));
+		args->timeout = IntervalPGetDatum(iv);
+		args->has_timeout = true;
+	}
+	else if (jq_default_timeout_ms > 0)
+	{
+		Interval   *iv = palloc0(sizeof(Interval));
+
+		iv->time = (int64) jq_default_timeout_ms * 1000;
+		args->timeout = IntervalPGetDatum(iv);
+		args->has_timeout = true;
+	}
+	else
+		args->has_timeout = false;
+}
+
+#define ENQUEUE_NARGS 8
+
+/*
+ * Insert the jobs: $2 and $3 are a command and a payload, or arrays of them
+ * for the bulk form.
+ */
+static SPIPlanPtr
+enqueue_plan(bool bulk)
+{
+	static SPIPlanPtr plans[2];
+	Oid			types[ENQUEUE_NARGS] = {TEXTOID, TEXTOID, JSONBOID, INT4OID,
+		TIMESTAMPTZOID, INT4OID, INTERVALOID, OIDOID};
+	const char *sql;
+
+	if (plans[bulk])
+		return plans[bulk];
+
+	if (bulk)
+	{
+		types[1] = TEXTARRAYOID;
+		types[2] = get_array_type(JSONBOID);
+		sql = "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
+			" max_attempts, timeout, owner)"
+			" SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8"
+			" FROM pg_catalog.unnest($2, $3) WITH ORDINALITY AS c(command, payload, n)"
+			" ORDER BY c.n"
+			" RETURNING id";
+	}
+	else
+		sql = "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
+			" max_attempts, timeout, owner)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+			" RETURNING id";
+
+	plans[bulk] = SPI_prepare(sql, ENQUEUE_NARGS, types);
+	if (plans[bulk] == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plans[bulk]);
+	return plans[bulk];
+}
+
+/* Run the insert as the extension owner; the caller becomes the jobs' owner. */
+static void
+enqueue_insert(bool bulk, Datum commands, Datum payloads, bool payloads_null,
+			   EnqueueArgs *args)
+{
+	Datum		values[ENQUEUE_NARGS];
+	char		nulls[ENQUEUE_NARGS];
+	JqUserContext ctx;
+	int			ret;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = PointerGetDatum(args->queue);
+	values[1] = commands;
+	values[2] = payloads;
+	nulls[2] = payloads_null ? 'n' : ' ';
+	values[3] = Int32GetDatum(args->priority);
+	values[4] = TimestampTzGetDatum(args->run_at);
+	values[5] = Int32GetDatum(args->max_attempts);
+	values[6] = args->timeout;
+	nulls[6] = args->has_timeout ? ' ' : 'n';
+	values[7] = ObjectIdGetDatum(GetUserId());
+
+	jq_as_owner(&ctx);
+	ret = SPI_execute_plan(enqueue_plan(bulk), values, nulls, false, 0);
+	jq_as_caller(&ctx);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert job: %s", SPI_result_code_string(ret));
+
+	jq_wake_at_commit_for(args->run_at);
+	jq_notify_enqueued(text_to_cstring(args->queue));
+}
+
+static int64
+enqueue_returned_id(uint64 row)
+{
+	bool		isnull;
+
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+PG_FUNCTION_INFO_V1(jq_enqueue);
+
+/*
+ * jq_enqueue(command, queue, priority, run_at, max_attempts, timeout,
+ *			  payload) returns bigint
+ */
+Datum
+jq_enqueue(PG_FUNCTION_ARGS)
+{
+	EnqueueArgs args;
+	int64		id;
+
+	enqueue_check_not_null(fcinfo, 0, "command");
+	enqueue_check_command(PG_GETARG_TEXT_PP(0));
+	enqueue_read_args(fcinfo, &args);
+
+	SPI_connect();
+	enqueue_insert(false, PG_GETARG_DATUM(0), PG_GETARG_DATUM(6), PG_ARGISNULL(6),
+				   &args);
+	id = enqueue_returned_id(0);
+	SPI_finish();
+
+	PG_RETURN_INT64(id);
+}
+
+PG_FUNCTION_INFO_V1(jq_enqueue_bulk);
+
+/*
+ * jq_enqueue_bulk(commands[], queue, priority, run_at, max_attempts, timeout,
+ *				   payloads[]) returns bigint[]
+ */
+Datum
+jq_enqueue_bulk(PG_FUNCTION_ARGS)
+{
+	EnqueueArgs args;
+	ArrayType  *commands;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+	Datum	   *ids;
+	ArrayType  *result;
+
+	enqueue_check_not_null(fcinfo, 0, "commands");
+	commands = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_NDIM(commands) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("commands must be a one-dimensional array")));
+	deconstruct_array(commands, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &elem_nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (elem_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("commands[%d] must not be null", i + 1)));
+		enqueue_check_command(DatumGetTextPP(elems[i]));
+	}
+	if (!PG_ARGISNULL(6))
+	{
+		ArrayType  *payloads = PG_GETARG_ARRAYTYPE_P(6);
+
+		if (ARR_NDIM(payloads) > 1 ||
+			ArrayGetNItems(ARR_NDIM(payloads), ARR_DIMS(payloads)) != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("payloads must have one element per command"),
+					 errhint("Pass NULL for jobs without payload.")));
+	}
+	enqueue_read_args(fcinfo, &args);
+
+	if (n == 0)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
+
+	SPI_connect();
+	enqueue_insert(true, PG_GETARG_DATUM(0), PG_GETARG_DATUM(6), PG_ARGISNULL(6),
+				   &args);
+	ids = SPI_palloc(sizeof(Datum) * SPI_processed);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		ids[i] = Int64GetDatum(enqueue_returned_id(i));
+	result = construct_array(ids, (int) SPI_processed, INT8OID, sizeof(int64),
+							 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	SPI_finish();
+
+	PG_RETURN_ARRAYTYPE_P(result);
+}
+
+#if PG_VERSION_NUM < 150000
+/* PostgreSQL 15 added this; older versions build the tuplestore by hand. */
+static void
+InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	tupdesc;
+	MemoryContext old;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
+	MemoryContextSwitchTo(old);
+}
+#endif
+
+/* ---------------------------------------------------------------------
+ * jq_api_call: the other API functions
+ * --------------------------------------------------------------------- */
+
+typedef struct ApiCall
+{
+	SPIPlanPtr	plan;
+	int			nargs;			/* the caller's arguments */
+	bool		retset;
+	Oid			rettype;
+	int16		typlen;
+	bool		typbyval;
+} ApiCall;
+
+/* Prepare "SELECT * FROM jq._<name>($1, ..., $n+2)" for the function called. */
+static ApiCall *
+api_call_prepare(FunctionCallInfo fcinfo)
+{
+	ApiCall    *call;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid		   *types;
+	StringInfoData sql;
+	MemoryContext old;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	call = palloc0(sizeof(ApiCall));
+	call->nargs = proc->pronargs;
+	call->retset = proc->proretset;
+	call->rettype = proc->prorettype;
+	get_typlenbyval(call->rettype, &call->typlen, &call->typbyval);
+	MemoryContextSwitchTo(old);
+
+	types = palloc(sizeof(Oid) * (call->nargs + 2));
+	types[0] = OIDOID;
+	types[1] = BOOLOID;
+	memcpy(types + 2, proc->proargtypes.values, sizeof(Oid) * call->nargs);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT * FROM jq.%s(",
+					 quote_identifier(psprintf("_%s", NameStr(proc->proname))));
+	for (int i = 0; i < call->nargs + 2; i++)
+		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
+	appendStringInfoChar(&sql, ')');
+	ReleaseSysCache(tup);
+
+	call->plan = SPI_prepare(sql.data, call->nargs + 2, types);
+	if (call->plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(call->plan);
+	return call;
+}
+
+/* Whether a role is a member of jq_admin (superusers are). */
+static bool
+api_is_admin(Oid role)
+{
+	Oid			admin = get_role_oid(JQ_ADMIN_ROLE, true);
+
+	return superuser_arg(role) || (OidIsValid(admin) && has_privs_of_role(role, admin));
+}
+
+PG_FUNCTION_INFO_V1(jq_api_call);
+
+Datum
+jq_api_call(PG_FUNCTION_ARGS)
+{
+	ApiCall    *call;
+	Oid			caller = GetUserId();
+	Datum	   *values;
+	char	   *nulls;
+	JqUserContext ctx;
+	Datum		result = (Datum) 0;
+	bool		isnull = true;
+	int			ret;
+
+	SPI_connect();
+	call = fcinfo->flinfo->fn_extra;
+	if (call == NULL)
+		fcinfo->flinfo->fn_extra = call = api_call_prepare(fcinfo);
+
+	values = palloc(sizeof(Datum) * (call->nargs + 2));
+	nulls = palloc(call->nargs + 2);
+	values[0] = ObjectIdGetDatum(caller);
+	values[1] = BoolGetDatum(api_is_admin(caller));
+	nulls[0] = nulls[1] = ' ';
+	for (int i = 0; i < call->nargs; i++)
+	{
+		values[i + 2] = PG_GETARG_DATUM(i);
+		nulls[i + 2] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+
+	jq_as_owner(&ctx);
+	ret = SPI_execute_plan(call->plan, values, nulls, false, 0);
+	jq_as_caller(&ctx);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+
+	if (call->retset)
+	{
+		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+		InitMaterializedSRF(fcinfo, 0);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			Datum	   *row = palloc(sizeof(Datum) * SPI_tuptable->tupdesc->natts);
+			bool	   *rownulls = palloc(sizeof(bool) * SPI_tuptable->tupdesc->natts);
+
+			heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, rownulls);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rownulls);
+		}
+	}
+	else if (SPI_processed == 1)
+	{
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			result = SPI_datumTransfer(result, call->typbyval, call->typlen);
+	}
+	SPI_finish();
+
+	if (call->retset)
+		return (Datum) 0;
+	if (isnull)
+		PG_RETURN_NULL();
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(jq_extension_created);
+
+/* jq._extension_created(): run by the extension script. */
+Datum
+jq_extension_created(PG_FUNCTION_ARGS)
+{
+	if (!jq_preloaded)
+		ereport(WARNING,
+				(errmsg("job_queue is not in shared_preload_libraries: no in-server worker will run jobs"),
+				 errdetail("Jobs can be enqueued, and external workers can run them with jq_dequeue()."),
+				 errhint("Add job_queue to shared_preload_libraries in postgresql.conf and restart the server.")));
+	else
+		jq_wake_launcher_at_commit();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(jq_request_cancel);
+
+/*
+ * jq._request_cancel(token, job_id): ask the executor holding a job to stop
+ * it.  The executor records the job cancelled: at once if it has not
+ * started it yet, or when the interrupted statement returns.
+ */
+Datum
+jq_request_cancel(PG_FUNCTION_ARGS)
+{
+	int64		token = PG_GETARG_INT64(0);
+	int64		job_id = PG_GETARG_INT64(1);
+	bool		found = false;
+
+	if (jq_shared == NULL)
+		PG_RETURN_BOOL(false);
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < jq_max_executors; i++)
+	{
+		JqExecutor *e = &jq_shared->executors[i];
+
+		if (e->dboid != MyDatabaseId || e->token != token || e->pid == 0)
+			continue;
+		e->cancel_job = job_id;
+		if (e->current_job == job_id)
+			kill(e->pid, SIGINT);
+		found = true;
+		break;
+	}
+	LWLockRelease(jq_shared->lock);
+	PG_RETURN_BOOL(found);
+}

@@ -1,0 +1,381 @@
+/*-------------------------------------------------------------------------
+ *
+ * executor.c
+ *	  The executor background worker: claims batches of ready jobs and
+ *	  runs them.
+ *
+ * A database's scheduler starts its executors and hands each one a slot
+ * in shared memory.  An executor loops:
+ *
+ *	 1. mark itself idle, then claim up to jq.batch_size ready jobs in a
+ *		transaction of their own: the claim, and the attempt it counts,
+ *		are committed before any job runs;
+ *	 2. with nothing to claim, sleep on its latch until a commit that made
+ *		a job runnable, the scheduler, or a signal wakes it;
+ *	 3. otherwise run the jobs one by one (job_run.c) in one transaction,
+ *		committing them with their outcome whenever the transaction is
+ *		jq.batch_time old, and at the end.
+ *
+ * The slot tells the scheduler which job was running should the executor
+ * die; its token marks, in jq.job, every job it claimed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "job_queue.h"
+
+static int	exe_slotno;
+static volatile JqExecutor *exe_slot;
+static MemoryContext exe_batch_cxt;
+
+static void
+exe_detach(int code, Datum arg)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	exe_slot->pid = 0;
+	exe_slot->latch = NULL;
+	exe_slot->idle = false;
+	LWLockRelease(jq_shared->lock);
+}
+
+/* Take over the slot the scheduler reserved, unless it was handed on since. */
+static void
+exe_attach(const JqExecutorStart *start)
+{
+	bool		mine;
+	int64		token;
+
+	if (!pg_strong_random(&token, sizeof(token)))
+		elog(ERROR, "could not generate an executor token");
+	token &= PG_INT64_MAX;		/* positive and, below, not zero */
+	token |= 1;
+
+	exe_slot = &jq_shared->executors[exe_slotno];
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	mine = exe_slot->dboid == start->dboid &&
+		exe_slot->generation == start->generation && exe_slot->pid == 0;
+	if (mine)
+	{
+		exe_slot->pid = MyProcPid;
+		exe_slot->latch = MyLatch;
+		exe_slot->token = token;
+		exe_slot->current_job = 0;
+		exe_slot->cancel_job = 0;
+	}
+	LWLockRelease(jq_shared->lock);
+	if (!mine)
+		proc_exit(0);
+	before_shmem_exit(exe_detach, (Datum) 0);
+}
+
+static void
+exe_set_idle(bool idle)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	exe_slot->idle = idle;
+	LWLockRelease(jq_shared->lock);
+}
+
+static void
+exe_set_current(int64 job_id)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	exe_slot->current_job = job_id;
+	LWLockRelease(jq_shared->lock);
+}
+
+/* The extension was dropped: give the slot back and leave. */
+static void
+exe_leave(void)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	exe_slot->dboid = InvalidOid;
+	LWLockRelease(jq_shared->lock);
+	proc_exit(0);
+}
+
+/* Claim jobs into exe_batch_cxt; returns how many. */
+static int
+exe_claim(JqJob **jobs)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	int			ret;
+	int			n;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (!OidIsValid(get_extension_oid(JQ_EXTENSION_NAME, true)))
+	{
+		CommitTransactionCommand();
+		exe_leave();
+	}
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "claiming jobs");
+
+	if (plan == NULL)
+	{
+		Oid			types[2] = {INT8OID, INT4OID};
+
+		plan = SPI_prepare("SELECT id, command, owner,"
+						   " (pg_catalog.date_part('epoch', timeout) * 1000)::bigint,"
+						   " attempt"
+						   " FROM jq._claim($1, $2)", 2, types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	values[0] = Int64GetDatum(exe_slot->token);
+	values[1] = Int32GetDatum(jq_batch_size);
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(ret));
+
+	n = (int) SPI_processed;
+	*jobs = MemoryContextAllocZero(exe_batch_cxt, sizeof(JqJob) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		JqJob	   *job = &(*jobs)[i];
+		bool		isnull;
+		MemoryContext old;
+
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		old = MemoryContextSwitchTo(exe_batch_cxt);
+		job->command = SPI_getvalue(tup, desc, 2);
+		MemoryContextSwitchTo(old);
+		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		job->timeout_ms = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		if (isnull)
+			job->timeout_ms = 0;
+		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return n;
+}
+
+static Datum
+exe_text_array(char **strs, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = strs[i] == NULL;
+		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(strs[i]);
+	}
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID,
+											  -1, false, TYPALIGN_INT));
+}
+
+static Datum
+exe_datum_array(Datum *elems, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, type, typlen, typbyval, typalign));
+}
+
+/*
+ * Record the outcome of jobs in the current transaction; at its commit,
+ * wake the scheduler for the earliest retry.
+ */
+static void
+exe_finish(JqJob *jobs, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	static const char *const outcome_names[] = {"succeeded", "error", "cancelled"};
+	Datum		values[8];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	char	  **outcomes = palloc(sizeof(char *) * n);
+	char	  **results = palloc(sizeof(char *) * n);
+	char	  **messages = palloc(sizeof(char *) * n);
+	char	  **codes = palloc(sizeof(char *) * n);
+	Datum	   *timeouts = palloc(sizeof(Datum) * n);
+	Datum	   *started = palloc(sizeof(Datum) * n);
+	Datum	   *finished = palloc(sizeof(Datum) * n);
+	bool		isnull;
+	Datum		next_retry;
+	int			ret;
+
+	if (n == 0)
+		return;
+
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(jobs[i].id);
+		outcomes[i] = (char *) outcome_names[jobs[i].outcome];
+		results[i] = jobs[i].result;
+		messages[i] = jobs[i].error;
+		codes[i] = jobs[i].error_code;
+		timeouts[i] = BoolGetDatum(jobs[i].timed_out);
+		started[i] = TimestampTzGetDatum(jobs[i].started);
+		finished[i] = TimestampTzGetDatum(jobs[i].finished);
+	}
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "recording job outcomes");
+	if (plan == NULL)
+	{
+		Oid			types[8] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, BOOLARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+
+		plan = SPI_prepare("SELECT jq._finish($1, $2, $3::pg_catalog.jsonb[], $4, $5, $6, $7, $8)",
+						   8, types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	values[0] = exe_datum_array(ids, n, INT8OID);
+	values[1] = exe_text_array(outcomes, n);
+	values[2] = exe_text_array(results, n);
+	values[3] = exe_text_array(messages, n);
+	values[4] = exe_text_array(codes, n);
+	values[5] = exe_datum_array(timeouts, n, BOOLOID);
+	values[6] = exe_datum_array(started, n, TIMESTAMPTZOID);
+	values[7] = exe_datum_array(finished, n, TIMESTAMPTZOID);
+
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not record job outcomes: %s", SPI_result_code_string(ret));
+	next_retry = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		jq_wake_at_commit_for(DatumGetTimestampTz(next_retry));
+
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+/* Run claimed jobs, committing at least every jq.batch_time. */
+static void
+exe_run_batch(JqJob *jobs, int n)
+{
+	int			first_open = 0; /* first job whose outcome is not committed */
+	TimestampTz xact_start;
+
+	StartTransactionCommand();
+	xact_start = GetCurrentTimestamp();
+	for (int i = 0; i < n; i++)
+	{
+		JqJob	   *job = &jobs[i];
+
+		if (i > first_open &&
+			TimestampDifferenceExceeds(xact_start, GetCurrentTimestamp(), jq_batch_time_ms))
+		{
+			exe_finish(jobs + first_open, i - first_open);
+			CommitTransactionCommand();
+			StartTransactionCommand();
+			xact_start = GetCurrentTimestamp();
+			first_open = i;
+		}
+
+		exe_set_current(job->id);
+		if (exe_slot->cancel_job == job->id)
+		{
+			job->outcome = JQ_OUTCOME_CANCELLED;
+			job->started = job->finished = GetCurrentTimestamp();
+		}
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(exe_batch_cxt);
+
+			SetCurrentStatementStartTimestamp();
+			pgstat_report_activity(STATE_RUNNING, job->command);
+			jq_run_job(job, exe_slot);
+			MemoryContextSwitchTo(old);
+		}
+		exe_set_current(0);
+	}
+	exe_finish(jobs + first_open, n - first_open);
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+jq_executor_main(Datum main_arg)
+{
+	JqExecutorStart start;
+
+	exe_slotno = DatumGetInt32(main_arg);
+	memcpy(&start, MyBgworkerEntry->bgw_extra, sizeof(start));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(start.dboid, InvalidOid, 0);
+	exe_attach(&start);
+	pgstat_report_appname("job_queue executor");
+	jq_job_run_init();
+
+	exe_batch_cxt = AllocSetContextCreate(TopMemoryContext, "job_queue batch",
+										  ALLOCSET_DEFAULT_SIZES);
+
+	/* only a job's own SQL may be cancelled (job_run.c) */
+	HOLD_CANCEL_INTERRUPTS();
+
+	for (;;)
+	{
+		JqJob	   *jobs;
+		int			n;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(exe_batch_cxt);
+		exe_set_idle(true);
+		n = exe_claim(&jobs);
+		if (n == 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+							 PG_WAIT_EXTENSION);
+			continue;
+		}
+		exe_set_idle(false);
+
+		/* a full claim means more work is likely waiting: share it */
+		if (n == jq_batch_size)
+			jq_wake_executor(MyDatabaseId, exe_slotno);
+
+		exe_run_batch(jobs, n);
+	}
+}

@@ -1,0 +1,134 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  The jq.* settings.
+ *
+ * Every setting the extension reads is defined here, with its default and
+ * the context in which it may change.  Defaults are repeated in README.md.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "job_queue.h"
+
+bool		jq_execute_in_server = true;
+int			jq_max_executors = 8;
+int			jq_executors_per_database = 2;
+int			jq_batch_size = 64;
+int			jq_batch_time_ms = 10;
+int			jq_default_max_attempts = 5;
+int			jq_default_timeout_ms = 15 * 60 * 1000;
+int			jq_backoff_base_ms = 1000;
+int			jq_backoff_cap_ms = 60 * 60 * 1000;
+int			jq_history_retention_s = 7 * 24 * 60 * 60;
+int			jq_notify_mode = JQ_NOTIFY_AUTO;
+
+static const struct config_enum_entry jq_notify_options[] = {
+	{"off", JQ_NOTIFY_OFF, false},
+	{"on", JQ_NOTIFY_ON, false},
+	{"auto", JQ_NOTIFY_AUTO, false},
+	{"false", JQ_NOTIFY_OFF, true},
+	{"true", JQ_NOTIFY_ON, true},
+	{NULL, 0, false}
+};
+
+void
+jq_guc_init(void)
+{
+	DefineCustomBoolVariable("jq.execute_in_server",
+							 gettext_noop("Runs jobs in background workers inside the server."),
+							 gettext_noop("When off, only external workers (jq_dequeue) run jobs."),
+							 &jq_execute_in_server,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.max_executors",
+							gettext_noop("Maximum number of executors in the whole cluster."),
+							gettext_noop("Each executor is a background worker and counts against max_worker_processes."),
+							&jq_max_executors,
+							8, 1, 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.executors_per_database",
+							gettext_noop("Number of executors each database's scheduler keeps."),
+							NULL,
+							&jq_executors_per_database,
+							2, 0, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.batch_size",
+							gettext_noop("Maximum number of jobs an executor claims at once."),
+							gettext_noop("Jobs of one claim run one after the other, each in its own subtransaction."),
+							&jq_batch_size,
+							64, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.batch_time",
+							gettext_noop("Time after which an executor commits the jobs it has run."),
+							gettext_noop("Before starting the next job of a claim, the executor commits once its transaction is this old."),
+							&jq_batch_time_ms,
+							10, 0, 60 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.default_max_attempts",
+							gettext_noop("Attempts a job gets when jq_enqueue is not told."),
+							NULL,
+							&jq_default_max_attempts,
+							5, 1, 1000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.default_timeout",
+							gettext_noop("Time limit of a job when jq_enqueue is not told; 0 means none."),
+							NULL,
+							&jq_default_timeout_ms,
+							15 * 60 * 1000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.retry_backoff_base",
+							gettext_noop("Delay before the first retry of a failed job."),
+							gettext_noop("Each further retry waits twice as long, up to jq.retry_backoff_cap; the delay is jittered down by up to half."),
+							&jq_backoff_base_ms,
+							1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.retry_backoff_cap",
+							gettext_noop("Longest delay between two attempts of a job."),
+							NULL,
+							&jq_backoff_cap_ms,
+							60 * 60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.history_retention",
+							gettext_noop("How long finished jobs stay visible in jq_jobs."),
+							NULL,
+							&jq_history_retention_s,
+							7 * 24 * 60 * 60, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("jq.notify",
+							 gettext_noop("When jq_enqueue sends NOTIFY jq_jobs."),
+							 gettext_noop("auto: only while a session of the database has called jq_listen()."),
+							 &jq_notify_mode,
+							 JQ_NOTIFY_AUTO, jq_notify_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("jq");
+#else
+	EmitWarningsOnPlaceholders("jq");
+#endif
+}

@@ -1,0 +1,181 @@
+/*-------------------------------------------------------------------------
+ *
+ * job_queue.h
+ *	  Declarations shared by the files of the job_queue extension.
+ *
+ * Process model: one launcher per cluster starts one scheduler per database
+ * that has the extension; each scheduler keeps a pool of executors that run
+ * SQL jobs.  They meet in the shared memory described below.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JOB_QUEUE_H
+#define JOB_QUEUE_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#define JQ_EXTENSION_NAME	"job_queue"
+#define JQ_LIBRARY_NAME		"job_queue"
+#define JQ_NOTIFY_CHANNEL	"jq_jobs"
+#define JQ_ADMIN_ROLE		"jq_admin"
+
+/* databases the launcher can track at once */
+#define JQ_MAX_DATABASES	256
+
+/* settings (guc.c) */
+typedef enum JqNotifyMode
+{
+	JQ_NOTIFY_OFF,
+	JQ_NOTIFY_ON,
+	JQ_NOTIFY_AUTO
+} JqNotifyMode;
+
+extern bool jq_execute_in_server;
+extern int	jq_max_executors;
+extern int	jq_executors_per_database;
+extern int	jq_batch_size;
+extern int	jq_batch_time_ms;
+extern int	jq_default_max_attempts;
+extern int	jq_default_timeout_ms;
+extern int	jq_backoff_base_ms;
+extern int	jq_backoff_cap_ms;
+extern int	jq_history_retention_s;
+extern int	jq_notify_mode;
+
+extern void jq_guc_init(void);
+
+/*
+ * What the launcher knows of a database.
+ *
+ *	 UNKNOWN --(scheduler finds the extension)--> ACTIVE
+ *	 UNKNOWN --(scheduler finds no extension)---> ABSENT
+ *	 ACTIVE  --(DROP EXTENSION)-----------------> ABSENT
+ *	 ABSENT  --(CREATE EXTENSION, CREATE/ALTER DATABASE)--> UNKNOWN
+ */
+typedef enum JqDbState
+{
+	JQ_DB_UNKNOWN,
+	JQ_DB_ACTIVE,
+	JQ_DB_ABSENT
+} JqDbState;
+
+typedef struct JqDatabase
+{
+	Oid			dboid;			/* InvalidOid: free entry */
+	JqDbState	state;
+	bool		blocked;		/* a DROP/RENAME/COPY of it is under way */
+	pid_t		scheduler_pid;	/* 0 while none runs */
+	Latch	   *scheduler_latch;
+	TimestampTz next_wakeup;	/* when the scheduler's timer fires */
+	int			nlisteners;		/* sessions that called jq_listen() */
+	uint32		recheck;		/* bumped by each request to look again */
+} JqDatabase;
+
+/* One executor slot; the scheduler of dboid owns it until it frees it. */
+typedef struct JqExecutor
+{
+	Oid			dboid;			/* InvalidOid: free slot */
+	uint32		generation;		/* bumped each time the slot is handed out */
+	pid_t		pid;			/* 0 until the executor has started */
+	Latch	   *latch;
+	bool		idle;			/* waiting for work; wake it to claim */
+	int64		token;			/* marks the jobs it claimed (executor_token) */
+	int64		current_job;	/* job it is running now, or 0 */
+	int64		cancel_job;		/* job a jq_cancel asked it to stop, or 0 */
+} JqExecutor;
+
+typedef struct JqShared
+{
+	LWLock	   *lock;			/* protects everything below */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	JqDatabase	databases[JQ_MAX_DATABASES];
+	JqExecutor	executors[FLEXIBLE_ARRAY_MEMBER];
+} JqShared;
+
+/* what a scheduler passes to the executor it starts, in bgw_extra */
+typedef struct JqExecutorStart
+{
+	Oid			dboid;
+	uint32		generation;
+} JqExecutorStart;
+
+/* shmem.c */
+extern JqShared *jq_shared;
+extern void jq_shmem_init(void);
+extern JqDatabase *jq_find_database(Oid dboid);
+extern JqDatabase *jq_get_database(Oid dboid);
+extern void jq_wake_launcher(void);
+extern void jq_wake_executor(Oid dboid, int skip_slot);
+extern void jq_wake_scheduler(Oid dboid, TimestampTz when);
+extern void jq_stop_database_workers(Oid dboid, bool block);
+extern void jq_unblock_database(Oid dboid);
+extern void jq_recheck_database(Oid dboid);
+
+/* wakeup.c: commit-time wakeups and NOTIFY */
+extern void jq_wakeup_init(void);
+extern void jq_wake_at_commit_for(TimestampTz run_at);
+extern void jq_notify_enqueued(const char *queue);
+extern void jq_wake_launcher_at_commit(void);
+extern void jq_wake_database_at_commit(void);
+
+/* launcher.c */
+extern bool jq_preloaded;
+extern void jq_launcher_register(void);
+extern PGDLLEXPORT void jq_launcher_main(Datum main_arg);
+
+/* scheduler.c */
+extern PGDLLEXPORT void jq_scheduler_main(Datum main_arg);
+
+/* executor.c */
+extern PGDLLEXPORT void jq_executor_main(Datum main_arg);
+
+/* job_run.c: one SQL job in a subtransaction */
+typedef enum JqOutcome
+{
+	JQ_OUTCOME_SUCCEEDED,
+	JQ_OUTCOME_ERROR,
+	JQ_OUTCOME_CANCELLED
+} JqOutcome;
+
+typedef struct JqJob
+{
+	int64		id;
+	char	   *command;
+	Oid			owner;
+	int64		timeout_ms;		/* 0: none */
+	int			attempt;
+	/* filled by jq_run_job */
+	JqOutcome	outcome;
+	char	   *result;			/* JSON text of the last statement's rows, or NULL */
+	char	   *error;			/* error message, or NULL */
+	char	   *error_code;		/* its SQLSTATE */
+	bool		timed_out;
+	TimestampTz started;
+	TimestampTz finished;
+} JqJob;
+
+extern void jq_job_run_init(void);
+extern void jq_run_job(JqJob *job, volatile JqExecutor *slot);
+
+/* utility.c */
+extern void jq_utility_init(void);
+
+/* api.c */
+extern Oid	jq_extension_owner(void);
+
+/* Switch to the extension owner for internal SPI work; restore with jq_as_caller. */
+typedef struct JqUserContext
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+} JqUserContext;
+
+extern void jq_as_owner(JqUserContext *ctx);
+extern void jq_as_caller(JqUserContext *ctx);
+
+#endif							/* JOB_QUEUE_H */

@@ -1,0 +1,222 @@
+/*-------------------------------------------------------------------------
+ *
+ * job_run.c
+ *	  Run one SQL job inside the executor's transaction.
+ *
+ * A job runs in a subtransaction of its own, as the role that enqueued it
+ * (SECURITY_LOCAL_USERID_CHANGE: the job cannot SET ROLE or SET SESSION
+ * AUTHORIZATION back to the executor's superuser), under a GUC nest level
+ * so that no setting it makes outlives it, and under its own timeout.  If
+ * the job succeeds its subtransaction is kept, so its effects commit
+ * together with its "succeeded" mark; if it fails they are rolled back and
+ * the error is kept for the job's row.
+ *
+ * Cancel interrupts (timeouts, jq_cancel, pg_cancel_backend) are held off
+ * everywhere in the executor except while a job's own SQL runs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/prepare.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "job_queue.h"
+
+/* rows of a job's last statement kept as its result */
+#define JQ_RESULT_MAX_ROWS 100
+
+static TimeoutId job_timeout_id;
+static volatile sig_atomic_t job_timed_out = false;
+
+static void
+job_timeout_handler(void)
+{
+	job_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+void
+jq_job_run_init(void)
+{
+	job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
+}
+
+/*
+ * The rows of the last statement as a JSON array of objects, or NULL when
+ * it returned none.  Runs inside the job's subtransaction, so a result that
+ * cannot be stored fails the job, not the executor.
+ */
+static char *
+job_result_json(void)
+{
+	SPITupleTable *tt = SPI_tuptable;
+	TupleDesc	tupdesc;
+	StringInfoData buf;
+	uint64		nrows;
+
+	if (tt == NULL)
+		return NULL;
+
+	tupdesc = BlessTupleDesc(tt->tupdesc);
+	nrows = Min(SPI_processed, JQ_RESULT_MAX_ROWS);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		Datum		row = heap_copy_tuple_as_datum(tt->vals[i], tupdesc);
+		text	   *json = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendBinaryStringInfo(&buf, VARDATA_ANY(json), VARSIZE_ANY_EXHDR(json));
+	}
+	appendStringInfoChar(&buf, ']');
+
+	/* reject what jsonb cannot hold (a \u0000 escape) while the job can still fail */
+	(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	return buf.data;
+}
+
+/* The job's statements, as its owner, with its timeout. */
+static char *
+job_execute(JqJob *job, MemoryContext resultcxt)
+{
+	int			ret;
+	char	   *json;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(job->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u that enqueued the job no longer exists",
+						job->owner)));
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	RESUME_CANCEL_INTERRUPTS();
+	ret = SPI_execute(job->command, false, 0);
+	HOLD_CANCEL_INTERRUPTS();
+	PopActiveSnapshot();
+
+	if (ret == SPI_ERROR_TRANSACTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("a job cannot run transaction control statements"),
+				 errdetail("Each job runs in a transaction that the executor commits together with the job's result."),
+				 errhint("Split the work into several jobs.")));
+	if (ret < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("could not run job: %s", SPI_result_code_string(ret))));
+
+	json = job_result_json();
+	if (json)
+		json = MemoryContextStrdup(resultcxt, json);
+	SPI_finish();
+	return json;
+}
+
+/*
+ * Run one claimed job and fill in its outcome, result or error.  The caller
+ * has a transaction open and cancel interrupts held; slot is this
+ * executor's shared-memory slot, where jq_cancel leaves its requests.
+ */
+void
+jq_run_job(JqJob *job, volatile JqExecutor *slot)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			saved_holdoff = QueryCancelHoldoffCount;
+
+	job->started = GetCurrentTimestamp();
+	job->result = NULL;
+	job->error = NULL;
+	job->error_code = NULL;
+	job->timed_out = false;
+	job_timed_out = false;
+
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+
+	PG_TRY();
+	{
+		int			nestlevel;
+
+		SetUserIdAndSecContext(job->owner,
+							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		nestlevel = NewGUCNestLevel();
+		if (job->timeout_ms > 0)
+			enable_timeout_after(job_timeout_id, (int) Min(job->timeout_ms, INT_MAX));
+
+		job->result = job_execute(job, cxt);
+
+		disable_timeout(job_timeout_id, false);
+		AtEOXact_GUC(false, nestlevel);
+		SetUserIdAndSecContext(saved_userid, saved_sec_context);
+		ReleaseCurrentSubTransaction();
+		job->outcome = JQ_OUTCOME_SUCCEEDED;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		disable_timeout(job_timeout_id, false);
+		QueryCancelHoldoffCount = saved_holdoff;
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		SetUserIdAndSecContext(saved_userid, saved_sec_context);
+
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && job_timed_out)
+		{
+			job->outcome = JQ_OUTCOME_ERROR;
+			job->timed_out = true;
+			job->error = psprintf("job exceeded its timeout of " INT64_FORMAT " ms",
+								  job->timeout_ms);
+		}
+		else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+				 slot->cancel_job == job->id)
+			job->outcome = JQ_OUTCOME_CANCELLED;
+		else
+		{
+			job->outcome = JQ_OUTCOME_ERROR;
+			job->error = pstrdup(edata->message);
+		}
+		if (job->outcome == JQ_OUTCOME_ERROR)
+			job->error_code = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	/* a cancel meant for this job must not hit the executor's own work */
+	QueryCancelPending = false;
+	job->finished = GetCurrentTimestamp();
+
+	/* nothing a job prepared or created for the session outlives it */
+	DropAllPreparedStatements();
+	ResetTempTableNamespace();
+}

@@ -1,0 +1,266 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The launcher: one static background worker per cluster that keeps a
+ *	  scheduler running in every database that has the extension.
+ *
+ * The launcher connects to no database; it reads pg_database, keeps an
+ * entry per database in shared memory, and starts a scheduler for every
+ * entry that is not known to lack the extension (JqDbState in job_queue.h).
+ * A scheduler started in a database without the extension marks it ABSENT
+ * and exits, so each database is probed once; CREATE EXTENSION, CREATE
+ * DATABASE and the end of a DROP/RENAME of a database ask for a new look.
+ *
+ * It registers with BgWorkerStart_RecoveryFinished, so on a hot standby it
+ * does not run at all, and the postmaster starts it when the standby is
+ * promoted.  It sleeps on its latch: schedulers starting and stopping
+ * (bgw_notify_pid) and backends (jq_wake_launcher) wake it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "job_queue.h"
+
+/* a scheduler that stopped is not restarted sooner than this */
+#define LAUNCHER_RESTART_DELAY_MS 1000
+
+bool		jq_preloaded = false;
+
+/* what this launcher started, by index in jq_shared->databases */
+typedef struct LauncherScheduler
+{
+	BackgroundWorkerHandle *handle;
+	Oid			dboid;
+	uint32		recheck;		/* the database's recheck count at start */
+	TimestampTz started;
+} LauncherScheduler;
+
+static LauncherScheduler launcher_schedulers[JQ_MAX_DATABASES];
+
+void
+jq_launcher_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "job_queue launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "job_queue launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+launcher_detach(int code, Datum arg)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	jq_shared->launcher_pid = 0;
+	jq_shared->launcher_latch = NULL;
+	LWLockRelease(jq_shared->lock);
+}
+
+/* The databases that accept connections. */
+static List *
+launcher_list_databases(void)
+{
+	List	   *oids = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (db->datallowconn)
+			oids = lappend_oid(oids, db->oid);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return oids;
+}
+
+/* Bring the shared database entries in line with pg_database. */
+static void
+launcher_sync_databases(void)
+{
+	List	   *oids = launcher_list_databases();
+	ListCell   *lc;
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < JQ_MAX_DATABASES; i++)
+	{
+		JqDatabase *db = &jq_shared->databases[i];
+
+		if (db->dboid == InvalidOid || list_member_oid(oids, db->dboid))
+			continue;
+		/* dropped: forget it, and the executor slots its workers left */
+		for (int j = 0; j < jq_max_executors; j++)
+		{
+			JqExecutor *e = &jq_shared->executors[j];
+
+			if (e->dboid == db->dboid && e->pid == 0)
+				e->dboid = InvalidOid;
+		}
+		memset(db, 0, sizeof(JqDatabase));
+	}
+	foreach(lc, oids)
+	{
+		if (jq_get_database(lfirst_oid(lc)) == NULL)
+		{
+			ereport(WARNING,
+					(errmsg("job_queue can track at most %d databases", JQ_MAX_DATABASES)));
+			break;
+		}
+	}
+	LWLockRelease(jq_shared->lock);
+	list_free(oids);
+}
+
+static bool
+launcher_start_scheduler(int i, Oid dboid, uint32 recheck)
+{
+	BackgroundWorker worker;
+	LauncherScheduler *s = &launcher_schedulers[i];
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_scheduler_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "job_queue scheduler for database %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "job_queue scheduler");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &s->handle))
+	{
+		s->handle = NULL;
+		return false;
+	}
+	s->dboid = dboid;
+	s->recheck = recheck;
+	s->started = GetCurrentTimestamp();
+	return true;
+}
+
+/*
+ * Start the schedulers that should run.  Returns how long to sleep before
+ * trying again (-1: until woken).
+ */
+static long
+launcher_start_schedulers(void)
+{
+	long		timeout_ms = -1;
+
+	for (int i = 0; i < JQ_MAX_DATABASES; i++)
+	{
+		LauncherScheduler *s = &launcher_schedulers[i];
+		JqDatabase *db = &jq_shared->databases[i];
+		Oid			dboid;
+		bool		wanted;
+		uint32		recheck;
+		pid_t		pid;
+
+		if (s->handle != NULL &&
+			GetBackgroundWorkerPid(s->handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(s->handle);
+			s->handle = NULL;
+			/* a probe that died before deciding: nothing to run there */
+			LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+			if (db->dboid == s->dboid && db->state == JQ_DB_UNKNOWN &&
+				db->recheck == s->recheck)
+				db->state = JQ_DB_ABSENT;
+			LWLockRelease(jq_shared->lock);
+		}
+		if (s->handle != NULL)
+			continue;
+
+		LWLockAcquire(jq_shared->lock, LW_SHARED);
+		dboid = db->dboid;
+		recheck = db->recheck;
+		wanted = dboid != InvalidOid && !db->blocked &&
+			db->state != JQ_DB_ABSENT && db->scheduler_pid == 0;
+		LWLockRelease(jq_shared->lock);
+		if (!wanted)
+			continue;
+
+		/* restarting after a failure waits; a request to look again does not */
+		if (s->dboid == dboid && s->recheck == recheck &&
+			!TimestampDifferenceExceeds(s->started, GetCurrentTimestamp(),
+										LAUNCHER_RESTART_DELAY_MS))
+		{
+			timeout_ms = LAUNCHER_RESTART_DELAY_MS;
+			continue;
+		}
+		if (!launcher_start_scheduler(i, dboid, recheck))
+			timeout_ms = LAUNCHER_RESTART_DELAY_MS;
+	}
+	return timeout_ms;
+}
+
+void
+jq_launcher_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("job_queue launcher");
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	jq_shared->launcher_pid = MyProcPid;
+	jq_shared->launcher_latch = MyLatch;
+	LWLockRelease(jq_shared->lock);
+	before_shmem_exit(launcher_detach, (Datum) 0);
+
+	for (;;)
+	{
+		long		timeout_ms;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		launcher_sync_databases();
+		timeout_ms = launcher_start_schedulers();
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
+						 timeout_ms, PG_WAIT_EXTENSION);
+	}
+}

@@ -1,0 +1,137 @@
+/*-------------------------------------------------------------------------
+ *
+ * utility.c
+ *	  ProcessUtility hook: keep job_queue workers out of the way of
+ *	  commands on whole databases, and tell them about DROP EXTENSION.
+ *
+ * DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE
+ * DATABASE ... TEMPLATE fail while other sessions are connected to the
+ * database concerned.  Before running them, the hook stops that database's
+ * scheduler and executors and keeps the launcher from restarting them;
+ * afterwards it lets the launcher look at the database again (a dropped
+ * one is forgotten when the launcher no longer finds it in pg_database).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+
+#include "job_queue.h"
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* The database a command needs to itself, or InvalidOid. */
+static Oid
+utility_database_needed(Node *parsetree)
+{
+	const char *name = NULL;
+	ListCell   *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropdbStmt:
+			name = ((DropdbStmt *) parsetree)->dbname;
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+				name = ((RenameStmt *) parsetree)->subname;
+			break;
+		case T_CreatedbStmt:
+			name = "template1";
+			foreach(lc, ((CreatedbStmt *) parsetree)->options)
+			{
+				DefElem    *opt = lfirst(lc);
+
+				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+					name = defGetString(opt);
+			}
+			break;
+		case T_AlterDatabaseStmt:
+			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+			{
+				DefElem    *opt = lfirst(lc);
+
+				if (strcmp(opt->defname, "tablespace") == 0)
+					name = ((AlterDatabaseStmt *) parsetree)->dbname;
+			}
+			break;
+		default:
+			break;
+	}
+	return name ? get_database_oid(name, true) : InvalidOid;
+}
+
+/* Whether the statement is a DROP EXTENSION job_queue. */
+static bool
+utility_drops_extension(Node *parsetree)
+{
+	DropStmt   *stmt = (DropStmt *) parsetree;
+	ListCell   *lc;
+
+	if (!IsA(parsetree, DropStmt) || stmt->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, stmt->objects)
+	{
+		if (strcmp(strVal(lfirst(lc)), JQ_EXTENSION_NAME) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+utility_hook(PlannedStmt *pstmt, const char *queryString,
+#if PG_VERSION_NUM >= 140000
+			 bool readOnlyTree,
+#endif
+			 ProcessUtilityContext context, ParamListInfo params,
+			 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			dboid = utility_database_needed(parsetree);
+	bool		dropping = IsA(parsetree, DropdbStmt);
+
+	if (OidIsValid(dboid))
+		jq_stop_database_workers(dboid, true);
+	if (utility_drops_extension(parsetree))
+		jq_wake_database_at_commit();
+
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString,
+#if PG_VERSION_NUM >= 140000
+								 readOnlyTree,
+#endif
+								 context, params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString,
+#if PG_VERSION_NUM >= 140000
+									readOnlyTree,
+#endif
+									context, params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		if (OidIsValid(dboid))
+			jq_unblock_database(dboid);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	/* a dropped database stays blocked until the launcher forgets it */
+	if (OidIsValid(dboid) && !dropping)
+		jq_unblock_database(dboid);
+	if (IsA(parsetree, CreatedbStmt))
+		jq_wake_launcher();
+}
+
+void
+jq_utility_init(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = utility_hook;
+}

@@ -1,0 +1,191 @@
+/*-------------------------------------------------------------------------
+ *
+ * wakeup.c
+ *	  Commit-time wakeups of job_queue workers, and NOTIFY for external ones.
+ *
+ * Background workers cannot LISTEN, so a backend that makes a job runnable
+ * only notes it here; a transaction callback then wakes an executor (job
+ * ready now) or the scheduler (job due later) when the transaction commits.
+ * Nothing is woken on abort, so no worker ever looks for a job that may
+ * still roll back.  The callback only sets latches: it cannot fail.
+ *
+ * External workers LISTEN on channel jq_jobs.  NOTIFY serialises committing
+ * transactions on a cluster-wide lock, so with jq.notify = auto it is sent
+ * only while some session of the database has called jq_listen().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/async.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "tcop/utility.h"
+#include "utils/timestamp.h"
+
+#include "job_queue.h"
+
+/* what to do when the current transaction commits */
+static bool wake_executor_pending = false;
+static TimestampTz wake_scheduler_at = DT_NOEND;
+static bool wake_launcher_pending = false;
+static bool wake_all_pending = false;
+
+static bool listening = false;
+
+static void
+wakeup_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (jq_shared == NULL)
+				break;
+			if (wake_launcher_pending)
+				jq_recheck_database(MyDatabaseId);
+			if (wake_all_pending)
+			{
+				LWLockAcquire(jq_shared->lock, LW_SHARED);
+				for (int i = 0; i < jq_max_executors; i++)
+				{
+					JqExecutor *e = &jq_shared->executors[i];
+
+					if (e->dboid == MyDatabaseId && e->latch)
+						SetLatch(e->latch);
+				}
+				LWLockRelease(jq_shared->lock);
+				jq_wake_scheduler(MyDatabaseId, DT_NOBEGIN);
+			}
+			if (wake_executor_pending)
+				jq_wake_executor(MyDatabaseId, -1);
+			if (wake_scheduler_at != DT_NOEND)
+				jq_wake_scheduler(MyDatabaseId, wake_scheduler_at);
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_executor_pending = false;
+			wake_scheduler_at = DT_NOEND;
+			wake_launcher_pending = false;
+			wake_all_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+jq_wakeup_init(void)
+{
+	RegisterXactCallback(wakeup_xact_callback, NULL);
+}
+
+/* A job becomes runnable at run_at once this transaction commits. */
+void
+jq_wake_at_commit_for(TimestampTz run_at)
+{
+	if (run_at <= GetCurrentTimestamp())
+		wake_executor_pending = true;
+	else if (run_at < wake_scheduler_at)
+		wake_scheduler_at = run_at;
+}
+
+/* Once this transaction commits, the launcher re-checks this database. */
+void
+jq_wake_launcher_at_commit(void)
+{
+	wake_launcher_pending = true;
+}
+
+/* Once this transaction commits, every worker of this database re-checks it. */
+void
+jq_wake_database_at_commit(void)
+{
+	wake_all_pending = true;
+}
+
+/* NOTIFY jq_jobs with the queue's name, as jq.notify says. */
+void
+jq_notify_enqueued(const char *queue)
+{
+	bool		send;
+
+	switch (jq_notify_mode)
+	{
+		case JQ_NOTIFY_ON:
+			send = true;
+			break;
+		case JQ_NOTIFY_AUTO:
+			if (jq_shared == NULL)
+				send = true;	/* no in-server workers: external ones need it */
+			else
+			{
+				JqDatabase *db;
+
+				LWLockAcquire(jq_shared->lock, LW_SHARED);
+				db = jq_find_database(MyDatabaseId);
+				send = db != NULL && db->nlisteners > 0;
+				LWLockRelease(jq_shared->lock);
+			}
+			break;
+		default:
+			send = false;
+			break;
+	}
+	if (send)
+		Async_Notify(JQ_NOTIFY_CHANNEL, queue);
+}
+
+static void
+listener_exit(int code, Datum arg)
+{
+	JqDatabase *db;
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	db = jq_find_database(MyDatabaseId);
+	if (db && db->nlisteners > 0)
+		db->nlisteners--;
+	LWLockRelease(jq_shared->lock);
+}
+
+PG_FUNCTION_INFO_V1(jq_listen);
+
+/*
+ * jq_listen(): LISTEN jq_jobs, and count this session as a listener until
+ * it ends, so that jq.notify = auto sends notifications.
+ */
+Datum
+jq_listen(PG_FUNCTION_ARGS)
+{
+	PreventCommandDuringRecovery("jq_listen()");
+	Async_Listen(JQ_NOTIFY_CHANNEL);
+
+	if (jq_shared != NULL && !listening)
+	{
+		JqDatabase *db;
+
+		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+		db = jq_get_database(MyDatabaseId);
+		if (db)
+			db->nlisteners++;
+		LWLockRelease(jq_shared->lock);
+		if (db)
+		{
+			before_shmem_exit(listener_exit, (Datum) 0);
+			listening = true;
+		}
+	}
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(jq_wake_at_commit);
+
+/* jq._wake_at_commit(run_at): see jq_wake_at_commit_for. */
+Datum
+jq_wake_at_commit(PG_FUNCTION_ARGS)
+{
+	jq_wake_at_commit_for(PG_GETARG_TIMESTAMPTZ(0));
+	PG_RETURN_VOID();
+}
