@@ -206,7 +206,8 @@ enqueue_plan(bool bulk)
 		sql = "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
 			" max_attempts, timeout, owner)"
 			" SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8"
-			" FROM pg_catalog.unnest($2, $3) WITH ORDINALITY AS c(command, payload, n)"
+			" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+			" WITH ORDINALITY AS c(command, payload, n)"
 			" ORDER BY c.n"
 			" RETURNING id";
 	}
@@ -438,6 +439,36 @@ api_is_admin(Oid role)
 	return superuser_arg(role) || (OidIsValid(admin) && has_privs_of_role(role, admin));
 }
 
+/*
+ * Execute an internal statement.  Its errors reach the caller without the
+ * context lines of the internal functions, which say nothing to users.
+ */
+static int
+api_execute(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			ret = 0;
+
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->context = NULL;
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return ret;
+}
+
 PG_FUNCTION_INFO_V1(jq_api_call);
 
 Datum
@@ -453,6 +484,7 @@ jq_api_call(PG_FUNCTION_ARGS)
 	int			ret;
 
 	SPI_connect();
+	jq_as_owner(&ctx);
 	call = fcinfo->flinfo->fn_extra;
 	if (call == NULL)
 		fcinfo->flinfo->fn_extra = call = api_call_prepare(fcinfo);
@@ -468,8 +500,7 @@ jq_api_call(PG_FUNCTION_ARGS)
 		nulls[i + 2] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
 
-	jq_as_owner(&ctx);
-	ret = SPI_execute_plan(call->plan, values, nulls, false, 0);
+	ret = api_execute(call->plan, values, nulls);
 	jq_as_caller(&ctx);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));

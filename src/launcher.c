@@ -35,6 +35,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -86,6 +87,7 @@ static List *
 launcher_list_databases(void)
 {
 	List	   *oids = NIL;
+	MemoryContext cxt = CurrentMemoryContext;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
@@ -99,7 +101,13 @@ launcher_list_databases(void)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 		if (db->datallowconn)
+		{
+			/* the list outlives the transaction */
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
 			oids = lappend_oid(oids, db->oid);
+			MemoryContextSwitchTo(old);
+		}
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);

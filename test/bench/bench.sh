@@ -1,0 +1,403 @@
+#!/bin/bash
+# Benchmark of job_queue on a throwaway cluster: enqueue rates (vs plain
+# INSERTs), bulk enqueue, end-to-end throughput, pickup latency, statements
+# run while idle, and the footprint of jq.job during a sustained run.
+#
+# Needs the extension installed (make install); installs nothing.  Run as
+# postgres, or as root (it re-executes itself as postgres).
+#
+#   BENCH_CLIENTS          pgbench clients for the enqueue phases   (8)
+#   BENCH_SECONDS          duration of each enqueue phase           (10)
+#   BENCH_BULK_JOBS        jobs in the bulk enqueue                 (100000)
+#   BENCH_E2E_JOBS         no-op jobs of the end-to-end phase       (20000)
+#   BENCH_LATENCY_JOBS     jobs of the pickup latency phase         (200)
+#   BENCH_IDLE_SECONDS     idle time watched by pg_stat_statements  (60)
+#   BENCH_SUSTAIN_SECONDS  duration of the sustained run            (300)
+#   BENCH_SAMPLE_SECONDS   interval of its footprint samples        (30)
+set -euo pipefail
+
+if [ "$(id -u)" = 0 ]; then
+	exec runuser -u postgres -- bash "$(readlink -f "$0")" "$@"
+fi
+
+CLIENTS=${BENCH_CLIENTS:-8}
+SECONDS_PER_PHASE=${BENCH_SECONDS:-10}
+BULK_JOBS=${BENCH_BULK_JOBS:-100000}
+E2E_JOBS=${BENCH_E2E_JOBS:-20000}
+LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
+IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
+SUSTAIN_SECONDS=${BENCH_SUSTAIN_SECONDS:-300}
+SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-30}
+
+BINDIR=$(pg_config --bindir)
+NPROC=$(nproc)
+THREADS=$(( CLIENTS < NPROC ? CLIENTS : NPROC ))
+
+if [ ! -f "$(pg_config --sharedir)/extension/job_queue.control" ]; then
+	echo "job_queue is not installed: run make install first" >&2
+	exit 1
+fi
+
+TMP=$(mktemp -d /tmp/job_queue_bench.XXXXXX)
+PGDATA=$TMP/data
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+cleanup()
+{
+	if [ -f "$PGDATA/postmaster.pid" ]; then
+		"$BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+q()
+{
+	"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$TMP" -p "$PORT" -d bench "$@"
+}
+
+qpg()
+{
+	"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$TMP" -p "$PORT" -d postgres "$@"
+}
+
+# wait until a query returns t (polling every 50 ms)
+wait_for()
+{
+	local deadline=$(( $(date +%s) + ${2:-600} ))
+	until [ "$(q -c "$1")" = t ]; do
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			echo "timed out waiting for: $1" >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+}
+
+set_conf()
+{
+	q -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+executors_running()
+{
+	q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+}
+
+execution_off()
+{
+	set_conf jq.execute_in_server off
+	wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+}
+
+execution_on()
+{
+	set_conf jq.execute_in_server on
+	wait_for "SELECT count(*) = current_setting('jq.executors_per_database')::int
+			  FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+}
+
+reset_jobs()
+{
+	q -c "TRUNCATE jq.job, jq.job_history" -c "CHECKPOINT"
+}
+
+# pgbench on a one-line script; prints transactions per second
+pgbench_tps()
+{
+	local script=$TMP/$1.sql
+	shift
+	printf '%s\n' "$1" >"$script"
+	shift
+	"$BINDIR/pgbench" -n -h "$TMP" -p "$PORT" -c "$CLIENTS" -j "$THREADS" "$@" -f "$script" bench \
+		>"$script.out" 2>&1 || { cat "$script.out" >&2; exit 1; }
+	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$script.out"
+}
+
+ROWS=()
+row()
+{
+	ROWS+=("$(printf '  %-50s %14s %14s %9s' "$1" "$2" "${3:-}" "${4:-}")")
+}
+# a title, then optional column headings
+section()
+{
+	ROWS+=("" "$(printf '%-52s %14s %14s %9s' "$1" "${2:-}" "${3:-}" "${4:-}")")
+}
+ratio()
+{
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+fmt()
+{
+	awk -v a="$1" 'BEGIN { printf "%.0f", a }'
+}
+pretty_bytes()
+{
+	awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%.1f MB", b / 1048576; else printf "%.0f kB", b / 1024 }'
+}
+
+###########################################################################
+# cluster
+###########################################################################
+
+"$BINDIR/initdb" -D "$PGDATA" -U postgres -A trust --no-instructions >"$TMP/initdb.log" 2>&1
+cat >>"$PGDATA/postgresql.conf" <<EOF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$TMP'
+shared_preload_libraries = 'job_queue, pg_stat_statements'
+max_worker_processes = 32
+max_connections = 100
+pg_stat_statements.track = none
+EOF
+"$BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/server.log" -w start >/dev/null
+qpg -c "CREATE DATABASE bench" -c "CREATE EXTENSION pg_stat_statements"
+q -c "CREATE EXTENSION job_queue" -c "CREATE EXTENSION pgstattuple"
+wait_for "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+
+echo "job_queue benchmark"
+echo
+echo "  machine       $NPROC CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo) RAM"
+echo "  server        $(q -c "SELECT version()")"
+echo "  settings      fsync=$(q -c 'SHOW fsync'), synchronous_commit=$(q -c 'SHOW synchronous_commit'), shared_buffers=$(q -c 'SHOW shared_buffers'), wal_level=$(q -c 'SHOW wal_level')"
+echo "  job_queue     executors_per_database=$(q -c 'SHOW jq.executors_per_database'), batch_size=$(q -c 'SHOW jq.batch_size'), batch_time=$(q -c 'SHOW jq.batch_time')"
+echo "  load          $CLIENTS pgbench clients, $THREADS threads, ${SECONDS_PER_PHASE} s per enqueue phase"
+echo
+
+# Reference tables for plain INSERTs: one with jq.job's columns and only a
+# primary key, one that also has its indexes.
+q <<'EOF'
+CREATE TABLE plain_job (
+	id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	queue text NOT NULL,
+	kind text NOT NULL DEFAULT 'sql',
+	command text NOT NULL,
+	payload jsonb,
+	priority integer NOT NULL,
+	state text NOT NULL DEFAULT 'ready',
+	run_at timestamptz NOT NULL,
+	attempts integer NOT NULL DEFAULT 0,
+	max_attempts integer NOT NULL,
+	timeout interval,
+	owner oid NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	started_at timestamptz,
+	lease_owner text,
+	lease_expires_at timestamptz,
+	executor_token bigint,
+	errors jsonb
+);
+CREATE TABLE plain_job_indexed (LIKE jq.job INCLUDING ALL);
+EOF
+INSERT_VALUES="(queue, command, priority, run_at, max_attempts, timeout, owner) VALUES ('default', 'SELECT 1', 0, now(), 5, '15 min', 10)"
+
+###########################################################################
+# enqueue rate, one job per transaction
+###########################################################################
+
+execution_off
+reset_jobs
+tps_enqueue=$(pgbench_tps enqueue "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
+reset_jobs
+set_conf jq.notify on
+tps_notify=$(pgbench_tps enqueue_notify "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
+q -c "ALTER SYSTEM RESET jq.notify" -c "SELECT pg_reload_conf()" >/dev/null
+reset_jobs
+q -c "CHECKPOINT"
+tps_plain=$(pgbench_tps plain "INSERT INTO plain_job $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
+q -c "CHECKPOINT"
+tps_plain_idx=$(pgbench_tps plain_indexed "INSERT INTO plain_job_indexed $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
+q -c "TRUNCATE plain_job, plain_job_indexed"
+
+section "Enqueue, one job per transaction (jobs/s)" job_queue reference ratio
+row "jq_enqueue vs INSERT, table with primary key" "$(fmt "$tps_enqueue")" "$(fmt "$tps_plain")" "$(ratio "$tps_enqueue" "$tps_plain")"
+row "jq_enqueue vs INSERT, table with jq.job's indexes" "$(fmt "$tps_enqueue")" "$(fmt "$tps_plain_idx")" "$(ratio "$tps_enqueue" "$tps_plain_idx")"
+row "jq_enqueue with jq.notify = on vs off" "$(fmt "$tps_notify")" "$(fmt "$tps_enqueue")" "$(ratio "$tps_notify" "$tps_enqueue")"
+
+###########################################################################
+# bulk enqueue
+###########################################################################
+
+reset_jobs
+bulk_s=$(q <<EOF
+SELECT clock_timestamp() AS t0 \gset
+SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$BULK_JOBS]))) \g /dev/null
+SELECT extract(epoch FROM clock_timestamp() - :'t0');
+EOF
+)
+q -c "CHECKPOINT"
+plain_bulk_s=$(q <<EOF
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO plain_job_indexed (queue, command, priority, run_at, max_attempts, timeout, owner)
+SELECT 'default', 'SELECT 1', 0, now(), 5, '15 min', 10 FROM generate_series(1, $BULK_JOBS);
+SELECT extract(epoch FROM clock_timestamp() - :'t0');
+EOF
+)
+q -c "TRUNCATE plain_job_indexed"
+bulk_rate=$(awk -v n="$BULK_JOBS" -v s="$bulk_s" 'BEGIN { print n / s }')
+plain_bulk_rate=$(awk -v n="$BULK_JOBS" -v s="$plain_bulk_s" 'BEGIN { print n / s }')
+
+section "Bulk enqueue, $BULK_JOBS jobs in one call (jobs/s)" job_queue reference ratio
+row "jq_enqueue_bulk vs INSERT ... SELECT (indexed)" "$(fmt "$bulk_rate")" "$(fmt "$plain_bulk_rate")" "$(ratio "$bulk_rate" "$plain_bulk_rate")"
+row "  time (s)" "$(printf '%.2f' "$bulk_s")" "$(printf '%.2f' "$plain_bulk_s")"
+
+###########################################################################
+# end-to-end throughput
+###########################################################################
+
+reset_jobs
+q -c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$E2E_JOBS])))" >/dev/null
+q -c "CHECKPOINT"
+switch_at=$(q -c "ALTER SYSTEM SET jq.execute_in_server = on" -c "SELECT pg_reload_conf()" \
+	-c "SELECT clock_timestamp()" | tail -1)
+wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+sleep 2		# let the workers' statistics reach pg_stat_user_tables
+IFS='|' read -r e2e_total e2e_exec e2e_ok <<<"$(q -c "
+	SELECT extract(epoch FROM max(finished_at) - '$switch_at'::timestamptz),
+		   extract(epoch FROM max(finished_at) - min(started_at)),
+		   count(*) FILTER (WHERE state = 'succeeded')
+	FROM jq.job_history")"
+IFS='|' read -r size_job_e2e size_hist_e2e dead_job_e2e dead_hist_e2e sdead_job_e2e sdead_hist_e2e \
+	live_job_e2e live_hist_e2e <<<"$(q -c "
+	SELECT pg_total_relation_size('jq.job'), pg_total_relation_size('jq.job_history'),
+		   (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass),
+		   (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jq.job_history'::regclass),
+		   (SELECT dead_tuple_count FROM pgstattuple('jq.job')),
+		   (SELECT dead_tuple_count FROM pgstattuple('jq.job_history')),
+		   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass),
+		   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'jq.job_history'::regclass)")"
+
+section "End to end, $E2E_JOBS no-op jobs already enqueued (jobs/s)"
+row "from jq.execute_in_server = on to last finish" "$(fmt "$(awk -v n="$E2E_JOBS" -v s="$e2e_total" 'BEGIN { print n / s }')")"
+row "first start to last finish" "$(fmt "$(awk -v n="$E2E_JOBS" -v s="$e2e_exec" 'BEGIN { print n / s }')")"
+row "  time from switch, from first start (s)" "$(printf '%.2f' "$e2e_total")" "$(printf '%.2f' "$e2e_exec")"
+row "  jobs succeeded" "$e2e_ok" "$E2E_JOBS"
+section "Footprint after those jobs" jq.job jq.job_history
+row "table + indexes" "$(pretty_bytes "$size_job_e2e")" "$(pretty_bytes "$size_hist_e2e")"
+row "dead tuples (pg_stat_user_tables.n_dead_tup)" "$dead_job_e2e" "$dead_hist_e2e"
+row "live tuples (pg_stat_user_tables.n_live_tup)" "$live_job_e2e" "$live_hist_e2e"
+row "dead tuples (pgstattuple)" "$sdead_job_e2e" "$sdead_hist_e2e"
+
+###########################################################################
+# pickup latency
+###########################################################################
+
+q -c "CREATE TABLE lat (k int PRIMARY KEY, started timestamptz NOT NULL)" \
+  -c "CREATE TABLE enq (k int PRIMARY KEY, committed timestamptz NOT NULL)"
+sleep 1
+# One session, autocommit: the INSERT INTO enq runs as soon as the enqueuing
+# transaction's COMMIT has returned to the client.
+for k in $(seq 1 "$LATENCY_JOBS"); do
+	echo "SELECT jq_enqueue('INSERT INTO lat VALUES ($k, clock_timestamp())');"
+	echo "INSERT INTO enq VALUES ($k, clock_timestamp());"
+	echo "SELECT pg_sleep(0.02);"
+done >"$TMP/latency.sql"
+q -f "$TMP/latency.sql" >/dev/null
+wait_for "SELECT count(*) = $LATENCY_JOBS FROM lat"
+IFS='|' read -r p50 p95 p99 pmax c50 c99 <<<"$(q -c "
+	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(p[3], 'FM9990.00'),
+		   to_char(mx, 'FM9990.00'), to_char(c[1], 'FM9990.00'), to_char(c[2], 'FM9990.00')
+	FROM (SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY d) AS p,
+				 max(d) AS mx
+		  FROM (SELECT extract(epoch FROM l.started - e.committed) * 1000 AS d
+				FROM lat l JOIN enq e USING (k)) s) a,
+		 (SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY d) AS c
+		  FROM (SELECT extract(epoch FROM l.started - j.created_at) * 1000 AS d
+				FROM lat l
+				JOIN jq_jobs j ON j.command = format('INSERT INTO lat VALUES (%s, clock_timestamp())', l.k)) s) b")"
+
+section "Pickup latency, $LATENCY_JOBS jobs enqueued one by one to idle executors (ms)"
+row "commit returned -> job started: p50" "$p50"
+row "                                p95" "$p95"
+row "                                p99" "$p99"
+row "                                max" "$pmax"
+row "enqueue began (incl. commit) -> started: p50" "$c50"
+row "                                          p99" "$c99"
+
+###########################################################################
+# statements while idle
+###########################################################################
+
+set_conf pg_stat_statements.track all
+sleep 2
+qpg -c "SELECT pg_stat_statements_reset()" >/dev/null
+sleep "$IDLE_SECONDS"
+idle_calls=$(qpg -c "
+	SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+	WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench')")
+set_conf pg_stat_statements.track none
+
+section "Idle (pg_stat_statements, track = all, ${IDLE_SECONDS} s)"
+row "statements per minute in the jobs' database" \
+	"$(awk -v c="$idle_calls" -v s="$IDLE_SECONDS" 'BEGIN { printf "%.1f", c * 60 / s }')"
+
+###########################################################################
+# sustained run
+###########################################################################
+
+reset_jobs
+printf '%s\n' "SELECT jq_enqueue('SELECT 1');" >"$TMP/sustain.sql"
+sustain_start=$(q -c "SELECT clock_timestamp()")
+"$BINDIR/pgbench" -n -h "$TMP" -p "$PORT" -c "$CLIENTS" -j "$THREADS" -T "$SUSTAIN_SECONDS" \
+	-f "$TMP/sustain.sql" bench >"$TMP/sustain.out" 2>&1 &
+pgbench_pid=$!
+
+SAMPLE_FMT='  %8s %12s %12s %11s %12s %12s %13s %14s'
+sample()
+{
+	q -c "
+		SELECT format('$SAMPLE_FMT',
+					  round(extract(epoch FROM clock_timestamp() - '$sustain_start'::timestamptz)),
+					  pg_size_pretty(pg_total_relation_size('jq.job')),
+					  (SELECT count(*) FROM jq.job),
+					  s.n_dead_tup, (SELECT dead_tuple_count FROM pgstattuple('jq.job')),
+					  s.autovacuum_count,
+					  pg_size_pretty(pg_total_relation_size('jq.job_history')),
+					  (SELECT count(*) FROM jq.job_history))
+		FROM pg_stat_user_tables s WHERE s.relid = 'jq.job'::regclass"
+}
+
+SAMPLES=()
+SAMPLES+=("$(printf "$SAMPLE_FMT" 'time (s)' 'jq.job size' 'active jobs' 'n_dead_tup' 'dead (scan)' 'autovacuums' 'history size' 'finished jobs')")
+SAMPLES+=("$(sample)")
+elapsed=0
+while [ "$elapsed" -lt "$SUSTAIN_SECONDS" ]; do
+	step=$(( SUSTAIN_SECONDS - elapsed < SAMPLE_SECONDS ? SUSTAIN_SECONDS - elapsed : SAMPLE_SECONDS ))
+	sleep "$step"
+	elapsed=$(( elapsed + step ))
+	SAMPLES+=("$(sample)")
+done
+wait "$pgbench_pid" || { cat "$TMP/sustain.out" >&2; exit 1; }
+sustain_end=$(q -c "SELECT clock_timestamp()")
+sustain_enqueued=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$TMP/sustain.out")
+IFS='|' read -r sustain_done sustain_secs backlog <<<"$(q -c "
+	SELECT count(*), extract(epoch FROM '$sustain_end'::timestamptz - '$sustain_start'::timestamptz),
+		   (SELECT count(*) FROM jq.job)
+	FROM jq.job_history
+	WHERE finished_at BETWEEN '$sustain_start' AND '$sustain_end'")"
+drain_start=$(date +%s.%N)
+wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+drain_s=$(awk -v a="$drain_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+sleep 2
+SAMPLES+=("$(sample)   (after the backlog drained)")
+
+section "Sustained run: $CLIENTS clients enqueuing as fast as they can, executors on, ${SUSTAIN_SECONDS} s"
+row "jobs enqueued, per second" "$sustain_enqueued" "$(fmt "$(awk -v n="$sustain_enqueued" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
+row "jobs processed, per second" "$sustain_done" "$(fmt "$(awk -v n="$sustain_done" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
+row "backlog at the end, time to drain it (s)" "$backlog" "$drain_s"
+
+###########################################################################
+# report
+###########################################################################
+
+failed=$(q -c "SELECT count(*) FROM jq.job_history WHERE state <> 'succeeded'")
+printf '%s\n' "${ROWS[@]}"
+echo
+echo "  jq.job footprint during the sustained run (n_dead_tup: pg_stat_user_tables; dead (scan): pgstattuple)"
+printf '%s\n' "${SAMPLES[@]}"
+echo
+if [ "$failed" != 0 ]; then
+	echo "  WARNING: $failed jobs did not succeed"
+fi
+"$BINDIR/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null

@@ -1,0 +1,102 @@
+-- External workers: jq_dequeue, jq_complete, jq_fail, jq_heartbeat, jq_cancel, leases.
+-- In-server execution is switched off so that only this session takes jobs.
+ALTER SYSTEM SET jq.execute_in_server = off;
+SELECT pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN NOT EXISTS (SELECT FROM pg_stat_activity
+							  WHERE backend_type = 'job_queue executor'
+								AND datname = current_database());
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+SELECT count(*) AS executors FROM pg_stat_activity
+WHERE backend_type = 'job_queue executor' AND datname = current_database();
+
+SELECT jq_enqueue('job one', queue => 'ext', priority => 2) AS j1,
+	   jq_enqueue('job two', queue => 'ext', priority => 1) AS j2,
+	   jq_enqueue('job three', queue => 'ext', priority => 1,
+				  payload => '{"k": "v"}') AS j3,
+	   jq_enqueue('job of another queue', queue => 'other') AS j4 \gset
+
+-- lower priority number first, then run_at, then id; only the queue asked for
+SELECT id = :j2 AS is_j2, command, payload, attempt, max_attempts,
+	   lease_expires_at > now() + interval '50 seconds' AS leased
+FROM jq_dequeue('ext', 2, '1 minute', 'worker-1');
+SELECT id = :j2 AS is_j2, state, attempts, lease_owner FROM jq_jobs
+WHERE id IN (:j2, :j3) ORDER BY id;
+
+-- complete: once
+SELECT jq_complete(:j2, '{"done": true}');
+SELECT jq_complete(:j2);
+SELECT state, result, finished_at IS NOT NULL AS finished FROM jq_jobs WHERE id = :j2;
+
+-- heartbeat extends the lease of a held job, and only of a held job
+SELECT jq_heartbeat(:j3, '10 minutes') > now() + interval '9 minutes' AS extended;
+SELECT jq_heartbeat(:j2);
+
+-- fail: retried with backoff while attempts remain
+SELECT jq_fail(:j3, 'remote error');
+SELECT state IN ('retrying', 'ready') AS will_retry, attempts, last_error, lease_owner
+FROM jq_jobs WHERE id = :j3;
+SELECT jq_fail(:j3, 'not held any more');
+
+-- fail without retry ends the job at once
+SELECT id = :j1 AS is_j1 FROM jq_dequeue('ext', 1);
+SELECT jq_fail(:j1, 'fatal', retry => false);
+SELECT state, attempts, max_attempts, last_error FROM jq_jobs WHERE id = :j1;
+
+-- cancelling a job an external worker holds: the worker's outcome is refused
+SELECT id = :j4 AS is_j4 FROM jq_dequeue(NULL, 10) WHERE queue = 'other';
+SELECT jq_cancel(:j4);
+SELECT jq_complete(:j4, '{"late": true}');
+SELECT state, result FROM jq_jobs WHERE id = :j4;
+
+-- an expired lease gives the job back for another attempt
+SELECT jq_enqueue('short lease', queue => 'lease', max_attempts => 2) AS j5 \gset
+SELECT id = :j5 AS is_j5 FROM jq_dequeue('lease', 1, '100 ms');
+DO $$
+BEGIN
+	FOR i IN 1..200 LOOP
+		EXIT WHEN EXISTS (SELECT FROM jq_jobs WHERE queue = 'lease' AND state <> 'running');
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+SELECT state IN ('retrying', 'ready') AS given_back, attempts, last_error, last_error_timeout
+FROM jq_jobs WHERE id = :j5;
+SELECT jq_complete(:j5);
+-- the second attempt's lease expires too: no attempts left
+DO $$
+BEGIN
+	FOR i IN 1..200 LOOP
+		EXIT WHEN EXISTS (SELECT FROM jq_dequeue('lease', 1, '100 ms'));
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+DO $$
+BEGIN
+	FOR i IN 1..200 LOOP
+		EXIT WHEN EXISTS (SELECT FROM jq_jobs WHERE queue = 'lease' AND state = 'failed');
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+SELECT state, attempts, jsonb_array_length(errors) AS errors FROM jq_jobs WHERE id = :j5;
+
+-- bad arguments
+SELECT * FROM jq_dequeue('ext', 0);
+SELECT * FROM jq_dequeue('ext', 1, '0 seconds');
+SELECT * FROM jq_dequeue('ext', 1, NULL);
+SELECT jq_heartbeat(:j3, '-1 minute');
+SELECT jq_complete(0);
+SELECT jq_fail(NULL, 'x');
+
+-- nothing ready: an empty set
+SELECT count(*) FROM jq_dequeue('nothing here', 5);
+
+ALTER SYSTEM RESET jq.execute_in_server;
+SELECT pg_reload_conf();

@@ -1,0 +1,225 @@
+# Schedulers follow the extension from database to database: CREATE
+# EXTENSION starts one within about a second without naming the database in
+# the configuration, DROP EXTENSION makes it leave, and commands that need a
+# database to themselves (CREATE DATABASE ... TEMPLATE, ALTER DATABASE ...
+# RENAME, DROP DATABASE) succeed while its workers run, even during a job.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $node = PostgreSQL::Test::Cluster->new('databases');
+$node->init;
+$node->append_conf(
+	'postgresql.conf', q{
+shared_preload_libraries = 'job_queue'
+max_worker_processes = 32
+});
+$node->start;
+
+# job_queue workers of one kind ('launcher', 'scheduler', 'executor') in a
+# database, or in the whole cluster when $dbname is undef
+sub workers
+{
+	my ($type, $dbname) = @_;
+	my $where = defined $dbname ? "AND datname = '$dbname'" : '';
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue $type' $where"
+	);
+}
+
+sub scheduler_pid
+{
+	my ($dbname) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler' AND datname = '$dbname'"
+	);
+}
+
+sub wait_for_workers
+{
+	my ($dbname, $schedulers, $executors, $what) = @_;
+	ok( $node->poll_query_until(
+			'postgres', qq{
+		SELECT count(*) FILTER (WHERE backend_type = 'job_queue scheduler')
+			   || '/' ||
+			   count(*) FILTER (WHERE backend_type = 'job_queue executor')
+		FROM pg_stat_activity WHERE datname = '$dbname'},
+			"$schedulers/$executors"),
+		"$dbname: $schedulers scheduler(s) and $executors executor(s) $what");
+}
+
+# enqueue a job recording where it ran, and wait until it has succeeded
+sub run_job
+{
+	my ($dbname, $tag) = @_;
+	my $id = $node->safe_psql($dbname,
+		"SELECT jq_enqueue('INSERT INTO done VALUES (current_database(), ''$tag'')')"
+	);
+	like($id, qr/^\d+$/, "$dbname: jq_enqueue returned an id");
+	ok( $node->poll_query_until(
+			$dbname, "SELECT state FROM jq_jobs WHERE id = $id", 'succeeded'),
+		"$dbname: job $tag succeeded");
+	is( $node->safe_psql($dbname, "SELECT db FROM done WHERE tag = '$tag'"),
+		$dbname, "$dbname: job $tag ran in $dbname");
+	return $id;
+}
+
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue launcher' AND datname IS NULL",
+		'1'),
+	'one launcher, connected to no database');
+my $launcher_pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue launcher'"
+);
+
+$node->safe_psql('postgres', 'CREATE DATABASE db1');
+$node->safe_psql('postgres', 'CREATE DATABASE db2');
+$node->safe_psql($_, 'CREATE TABLE done (db text, tag text)')
+  for ('db1', 'db2');
+
+# the launcher probes databases without the extension, and the probes leave
+wait_for_workers($_, 0, 0, 'in a database without the extension')
+  for ('postgres', 'db1', 'db2', 'template1');
+
+# CREATE EXTENSION starts the database's scheduler, quickly
+foreach my $db ('db1', 'db2')
+{
+	my $start = time;
+	$node->safe_psql($db, 'CREATE EXTENSION job_queue');
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler' AND datname = '$db'",
+			'1'),
+		"$db: scheduler started after CREATE EXTENSION");
+	my $elapsed = time - $start;
+	cmp_ok($elapsed, '<', 3,
+		"$db: scheduler appeared within 3 s (took " . sprintf('%.2f', $elapsed) . ' s)');
+}
+wait_for_workers($_, 1, 2, 'with the extension') for ('db1', 'db2');
+is($node->safe_psql('postgres', "SHOW jq.executors_per_database"),
+	'2', 'executors per database is the default');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM pg_settings WHERE setting ~ 'db1|db2'"),
+	'0',
+	'no setting names the databases');
+
+run_job('db1', 'first');
+run_job('db2', 'first');
+
+# jobs enqueued in one database do not run in the other
+my $db1_only = $node->safe_psql('db1',
+	"SELECT count(*) FROM jq_jobs WHERE state = 'succeeded'");
+is($db1_only, '1', 'db1 sees only its own job');
+
+# DROP EXTENSION: that database's workers leave, the others stay
+my $db1_sched = scheduler_pid('db1');
+$node->safe_psql('db2', 'DROP EXTENSION job_queue');
+wait_for_workers('db2', 0, 0, 'after DROP EXTENSION');
+# the launcher does not start them again (it waits 1 s before a restart)
+sleep(2);
+is(workers('scheduler', 'db2') + workers('executor', 'db2'),
+	0, 'db2: no worker came back after DROP EXTENSION');
+is(scheduler_pid('db1'), $db1_sched, 'db1: scheduler untouched by the DROP in db2');
+run_job('db1', 'after_drop_ext');
+
+# and CREATE EXTENSION again brings them back
+$node->safe_psql('db2', 'CREATE EXTENSION job_queue');
+wait_for_workers('db2', 1, 2, 'after CREATE EXTENSION again');
+run_job('db2', 'recreated');
+
+# CREATE DATABASE ... TEMPLATE a database whose workers run
+$db1_sched = scheduler_pid('db1');
+like($db1_sched, qr/^\d+$/, 'db1: scheduler running before the copy');
+wait_for_workers('db1', 1, 2, 'before the copy');
+my ($ret, $stdout, $stderr) =
+  $node->psql('postgres', 'CREATE DATABASE db1_copy TEMPLATE db1');
+is($ret, 0, 'CREATE DATABASE ... TEMPLATE db1 succeeds while its workers run')
+  or diag($stderr);
+unlike($stderr, qr/WARNING|ERROR/, 'CREATE DATABASE ... TEMPLATE: no warning');
+is( $node->safe_psql('db1_copy', 'SELECT count(*) FROM done'),
+	'2', 'the copy has the template\'s data');
+wait_for_workers('db1_copy', 1, 2, 'in the copy');
+run_job('db1_copy', 'in_copy');
+wait_for_workers('db1', 1, 2, 'in the template again after the copy');
+isnt(scheduler_pid('db1'), $db1_sched, 'db1: a new scheduler after the copy');
+run_job('db1', 'after_copy');
+
+# ALTER DATABASE ... RENAME while its workers run
+my $db1_oid = $node->safe_psql('postgres',
+	"SELECT oid FROM pg_database WHERE datname = 'db1'");
+($ret, $stdout, $stderr) =
+  $node->psql('postgres', 'ALTER DATABASE db1 RENAME TO db1_renamed');
+is($ret, 0, 'ALTER DATABASE ... RENAME succeeds while its workers run')
+  or diag($stderr);
+unlike($stderr, qr/WARNING|ERROR/, 'ALTER DATABASE ... RENAME: no warning');
+wait_for_workers('db1_renamed', 1, 2, 'after the rename');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%' AND datid = $db1_oid AND datname <> 'db1_renamed'"
+	),
+	'0',
+	'no worker of the renamed database under its old name');
+run_job('db1_renamed', 'after_rename');
+
+# DROP DATABASE while its workers run, one of them in a long job
+my $sleeper = $node->safe_psql('db1_copy', "SELECT jq_enqueue('SELECT pg_sleep(30)')");
+ok( $node->poll_query_until(
+		'postgres', q{
+	SELECT count(*) FROM pg_stat_activity
+	WHERE backend_type = 'job_queue executor' AND datname = 'db1_copy'
+	  AND query = 'SELECT pg_sleep(30)' AND wait_event = 'PgSleep'},
+		'1'),
+	'db1_copy: an executor is running the long job');
+is( $node->safe_psql('db1_copy', "SELECT state FROM jq_jobs WHERE id = $sleeper"),
+	'running', 'db1_copy: the long job is running');
+my $copy_oid = $node->safe_psql('postgres',
+	"SELECT oid FROM pg_database WHERE datname = 'db1_copy'");
+my $log_offset = -s $node->logfile;
+my $start = time;
+($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE db1_copy');
+my $elapsed = time - $start;
+is($ret, 0, 'DROP DATABASE succeeds while a job runs there') or diag($stderr);
+unlike($stderr, qr/WARNING|ERROR/, 'DROP DATABASE: no warning');
+cmp_ok($elapsed, '<', 5,
+	'DROP DATABASE did not wait for the job (took ' . sprintf('%.2f', $elapsed) . ' s)');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE datid = $copy_oid"),
+	'0',
+	'no session left in the dropped database');
+
+# nothing tries to start in the dropped database, the rest carries on
+sleep(2);
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%' AND (datid = $copy_oid OR (datname IS NULL AND backend_type <> 'job_queue launcher'))"
+	),
+	'0',
+	'no worker for the dropped database');
+ok( !$node->log_contains(qr/database \d+ does not exist|database "db1_copy" does not exist/,
+		$log_offset),
+	'no attempt to connect to the dropped database');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue launcher'"
+	),
+	$launcher_pid,
+	'the launcher survived all of it');
+wait_for_workers('db1_renamed', 1, 2, 'after the DROP DATABASE of another one');
+wait_for_workers('db2', 1, 2, 'after the DROP DATABASE of another one');
+run_job('db1_renamed', 'after_dropdb');
+run_job('db2', 'after_dropdb');
+
+# DROP DATABASE of a database with idle workers
+($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE db2');
+is($ret, 0, 'DROP DATABASE succeeds while idle workers run there')
+  or diag($stderr);
+is(workers('scheduler'), '1', 'one scheduler left in the cluster');
+
+$node->stop;
+done_testing();
