@@ -22,7 +22,7 @@ REGRESS_OPTS = --inputdir=test --outputdir=test/out \
 
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --outputdir=test/out_isolation \
-	--temp-instance=test/tmp_isolation --temp-config=test/job_queue.conf
+	--temp-instance=test/tmp_isolation --temp-config=test/job_queue_external.conf
 
 TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
@@ -34,15 +34,12 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: demo bench test
+.PHONY: demo bench
 # set up a throwaway cluster, run a few jobs, and leave it running
 demo:
 	test/demo.sh
 
-# every test: pg_regress and isolation (installcheck on temp instances), then TAP
-test:
-	$(MAKE) installcheck
-	$(MAKE) prove_installcheck
-
+# installcheck runs pg_regress and isolation tests on temporary instances,
+# then the TAP tests
 bench:
 	test/bench/bench.sh
