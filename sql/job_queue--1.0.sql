@@ -342,44 +342,6 @@ AS $$
 $$;
 
 /*
- * Claim up to p_n ready jobs for an in-server executor.  A job on its second
- * or later attempt is claimed alone, so that a job that crashes its executor
- * cannot charge attempts to healthy jobs more than once.
- */
-CREATE FUNCTION jq._claim(p_token bigint, p_n integer)
-RETURNS TABLE (id bigint, command text, owner oid, timeout interval, attempt integer)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-	WITH candidate AS (
-		SELECT j.id, j.attempts > 0 AS retry, j.priority, j.run_at
-		FROM jq.job j
-		WHERE j.state = 'ready' AND j.run_at <= now()
-		ORDER BY j.priority, j.run_at, j.id
-		LIMIT p_n
-		FOR UPDATE SKIP LOCKED
-	), pick AS (
-		SELECT c.id
-		FROM (SELECT c.id,
-					 row_number() OVER w AS rn,
-					 bool_or(c.retry) OVER w AS retry_seen
-			  FROM candidate c
-			  WINDOW w AS (ORDER BY c.priority, c.run_at, c.id ROWS UNBOUNDED PRECEDING)) c
-		WHERE c.rn = 1 OR NOT c.retry_seen
-	), claimed AS (
-		UPDATE jq.job j
-		SET state = 'running', attempts = j.attempts + 1, started_at = now(),
-			executor_token = p_token, lease_owner = 'in-server executor'
-		FROM pick
-		WHERE j.id = pick.id
-		RETURNING j.id, j.command, j.owner, j.timeout, j.attempts, j.priority, j.run_at
-	)
-	SELECT c.id, c.command, c.owner, c.timeout, c.attempts
-	FROM claimed c
-	ORDER BY c.priority, c.run_at, c.id
-$$;
-
-/*
  * Give back the jobs of an in-server executor that exited (p_token), or of
  * every in-server executor of an earlier server run (p_token NULL).  The job
  * it was running (p_current), or every job when that cannot be known, is
