@@ -110,12 +110,14 @@ SELECT wait_for_jobs();
 SELECT state, attempts, last_error, last_error_code, last_error_timeout FROM jq_jobs WHERE id = :slow;
 
 -- transaction control inside a job gets a clear error
+CREATE PROCEDURE commits() LANGUAGE plpgsql AS $$ BEGIN COMMIT; END $$;
 SELECT jq_enqueue('COMMIT', max_attempts => 1) AS tc1,
 	   jq_enqueue('SELECT 1; ROLLBACK', max_attempts => 1) AS tc2,
-	   jq_enqueue('VACUUM effects', max_attempts => 1) AS tc3 \gset
+	   jq_enqueue('VACUUM effects', max_attempts => 1) AS tc3,
+	   jq_enqueue('CALL commits()', max_attempts => 1) AS tc4 \gset
 SELECT wait_for_jobs();
 SELECT id = :tc1 AS is_commit, state, last_error, last_error_code
-FROM jq_jobs WHERE id IN (:tc1, :tc2, :tc3) ORDER BY id;
+FROM jq_jobs WHERE id IN (:tc1, :tc2, :tc3, :tc4) ORDER BY id;
 
 -- settings and session state do not leak from one job to the next
 SELECT jq_enqueue($$SET work_mem = '77MB'; SET search_path = nowhere;
@@ -140,3 +142,19 @@ WHERE id IN (:nores, :many) ORDER BY id;
 SELECT jq_enqueue('SELECT 1', run_at => now() + interval '1 day') AS sched \gset
 SELECT state FROM jq_jobs WHERE id = :sched;
 SELECT jq_cancel(:sched);
+
+-- cancelling a job an executor is running stops its statement; it is not retried
+SELECT jq_enqueue($$INSERT INTO effects (job) VALUES ('cancelled'); SELECT pg_sleep(30)$$) AS long \gset
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN EXISTS (SELECT FROM jq_jobs WHERE state = 'running');
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+SELECT jq_cancel(:long);
+SELECT wait_for_jobs();
+SELECT state, attempts, last_error, finished_at - started_at < interval '10 seconds' AS stopped_early
+FROM jq_jobs WHERE id = :long;
+SELECT count(*) FROM effects WHERE job = 'cancelled';
