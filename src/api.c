@@ -546,7 +546,7 @@ jq_extension_created(PG_FUNCTION_ARGS)
 				 errdetail("Jobs can be enqueued, and external workers can run them with jq_dequeue()."),
 				 errhint("Add job_queue to shared_preload_libraries in postgresql.conf and restart the server.")));
 	else
-		jq_wake_launcher_at_commit();
+		jq_recheck_at_commit();
 	PG_RETURN_VOID();
 }
 

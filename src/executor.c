@@ -398,6 +398,7 @@ jq_executor_main(Datum main_arg)
 		n = exe_claim(&jobs);
 		if (n == 0)
 		{
+			pgstat_report_stat(true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
 							 PG_WAIT_EXTENSION);
 			continue;
@@ -409,5 +410,6 @@ jq_executor_main(Datum main_arg)
 			jq_wake_executor(MyDatabaseId, exe_slotno);
 
 		exe_run_batch(jobs, n);
+		pgstat_report_stat(false);
 	}
 }

@@ -36,7 +36,7 @@ static const struct config_enum_entry jq_notify_options[] = {
 };
 
 void
-jq_guc_init(void)
+jq_guc_init(bool preloading)
 {
 	DefineCustomBoolVariable("jq.execute_in_server",
 							 gettext_noop("Runs jobs in background workers inside the server."),
@@ -46,13 +46,15 @@ jq_guc_init(void)
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 
-	DefineCustomIntVariable("jq.max_executors",
-							gettext_noop("Maximum number of executors in the whole cluster."),
-							gettext_noop("Each executor is a background worker and counts against max_worker_processes."),
-							&jq_max_executors,
-							8, 1, 1024,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
+	/* it sizes shared memory: it exists only when the library is preloaded */
+	if (preloading)
+		DefineCustomIntVariable("jq.max_executors",
+								gettext_noop("Maximum number of executors in the whole cluster."),
+								gettext_noop("Each executor is a background worker and counts against max_worker_processes."),
+								&jq_max_executors,
+								8, 1, 1024,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jq.executors_per_database",
 							gettext_noop("Number of executors each database's scheduler keeps."),

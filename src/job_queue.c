@@ -25,7 +25,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	jq_guc_init();
+	jq_guc_init(process_shared_preload_libraries_in_progress);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -46,7 +46,7 @@ extern int	jq_backoff_cap_ms;
 extern int	jq_history_retention_s;
 extern int	jq_notify_mode;
 
-extern void jq_guc_init(void);
+extern void jq_guc_init(bool preloading);
 
 /*
  * What the launcher knows of a database.
@@ -120,6 +120,7 @@ extern void jq_recheck_database(Oid dboid);
 extern void jq_wakeup_init(void);
 extern void jq_wake_at_commit_for(TimestampTz run_at);
 extern void jq_notify_enqueued(const char *queue);
+extern void jq_recheck_at_commit(void);
 extern void jq_wake_launcher_at_commit(void);
 extern void jq_wake_database_at_commit(void);
 

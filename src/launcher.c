@@ -266,6 +266,7 @@ jq_launcher_main(Datum main_arg)
 
 		launcher_sync_databases();
 		timeout_ms = launcher_start_schedulers();
+		pgstat_report_stat(true);
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),

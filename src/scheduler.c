@@ -407,6 +407,7 @@ jq_scheduler_main(Datum main_arg)
 			timeout_ms = timeout_ms < 0 ? ms : Min(timeout_ms, ms);
 		}
 
+		pgstat_report_stat(true);
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
 						 timeout_ms, PG_WAIT_EXTENSION);

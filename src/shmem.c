@@ -220,10 +220,12 @@ shm_recheck(Oid dboid, bool unblock)
 	db = jq_get_database(dboid);
 	if (db)
 	{
+		/* a database command does not change whether the extension is there */
 		if (unblock)
 			db->blocked = false;
-		if (db->state != JQ_DB_ACTIVE)
+		else if (db->state != JQ_DB_ACTIVE)
 			db->state = JQ_DB_UNKNOWN;
+		/* a probe cut short by the command must not count as an answer */
 		db->recheck++;
 	}
 	if (jq_shared->launcher_latch)

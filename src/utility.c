@@ -125,8 +125,9 @@ utility_hook(PlannedStmt *pstmt, const char *queryString,
 	/* a dropped database stays blocked until the launcher forgets it */
 	if (OidIsValid(dboid) && !dropping)
 		jq_unblock_database(dboid);
+	/* the new database is in pg_database once this transaction commits */
 	if (IsA(parsetree, CreatedbStmt))
-		jq_wake_launcher();
+		jq_wake_launcher_at_commit();
 }
 
 void

@@ -30,6 +30,7 @@
 /* what to do when the current transaction commits */
 static bool wake_executor_pending = false;
 static TimestampTz wake_scheduler_at = DT_NOEND;
+static bool recheck_pending = false;
 static bool wake_launcher_pending = false;
 static bool wake_all_pending = false;
 
@@ -43,8 +44,10 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 			if (jq_shared == NULL)
 				break;
-			if (wake_launcher_pending)
+			if (recheck_pending)
 				jq_recheck_database(MyDatabaseId);
+			if (wake_launcher_pending)
+				jq_wake_launcher();
 			if (wake_all_pending)
 			{
 				LWLockAcquire(jq_shared->lock, LW_SHARED);
@@ -68,6 +71,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			wake_executor_pending = false;
 			wake_scheduler_at = DT_NOEND;
+			recheck_pending = false;
 			wake_launcher_pending = false;
 			wake_all_pending = false;
 			break;
@@ -93,6 +97,13 @@ jq_wake_at_commit_for(TimestampTz run_at)
 }
 
 /* Once this transaction commits, the launcher re-checks this database. */
+void
+jq_recheck_at_commit(void)
+{
+	recheck_pending = true;
+}
+
+/* Once this transaction commits, the launcher re-reads pg_database. */
 void
 jq_wake_launcher_at_commit(void)
 {

@@ -8,7 +8,7 @@ if [ "$(id -u)" = 0 ]; then
 	cp -a "$src/." "$work/"
 	chown -R postgres "$work"
 	cd "$work"
-	exec runuser -u postgres -- make -s prove_installcheck PROVE_TESTS="$*" PROVE_FLAGS=-v
+	exec runuser -u postgres -- make -s installcheck REGRESS= ISOLATION= PROVE_TESTS="$*" PROVE_FLAGS=-v
 fi
 cd "$src"
-exec make -s prove_installcheck PROVE_TESTS="$*" PROVE_FLAGS=-v
+exec make -s installcheck REGRESS= ISOLATION= PROVE_TESTS="$*" PROVE_FLAGS=-v

@@ -10,6 +10,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
+# every wait here is for something due within a few seconds: give up early
+$PostgreSQL::Test::Utils::timeout_default = 10
+  unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
+
 my $node = PostgreSQL::Test::Cluster->new('databases');
 $node->init;
 $node->append_conf(
@@ -81,7 +85,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE db2');
 $node->safe_psql($_, 'CREATE TABLE done (db text, tag text)')
   for ('db1', 'db2');
 
-# the launcher probes databases without the extension, and the probes leave
+# no worker stays in a database without the extension
 wait_for_workers($_, 0, 0, 'in a database without the extension')
   for ('postgres', 'db1', 'db2', 'template1');
 
@@ -152,6 +156,9 @@ run_job('db1', 'after_copy');
 # ALTER DATABASE ... RENAME while its workers run
 my $db1_oid = $node->safe_psql('postgres',
 	"SELECT oid FROM pg_database WHERE datname = 'db1'");
+my $delayed = $node->safe_psql('db1',
+	"SELECT jq_enqueue('INSERT INTO done VALUES (current_database(), ''delayed'')', run_at => now() + interval '2 seconds')"
+);
 ($ret, $stdout, $stderr) =
   $node->psql('postgres', 'ALTER DATABASE db1 RENAME TO db1_renamed');
 is($ret, 0, 'ALTER DATABASE ... RENAME succeeds while its workers run')
@@ -165,6 +172,12 @@ is( $node->safe_psql(
 	'0',
 	'no worker of the renamed database under its old name');
 run_job('db1_renamed', 'after_rename');
+ok( $node->poll_query_until(
+		'db1_renamed', "SELECT state FROM jq_jobs WHERE id = $delayed",
+		'succeeded'),
+	'db1_renamed: a job delayed across the rename ran');
+is( $node->safe_psql('db1_renamed', "SELECT db FROM done WHERE tag = 'delayed'"),
+	'db1_renamed', 'db1_renamed: the delayed job ran in the renamed database');
 
 # DROP DATABASE while its workers run, one of them in a long job
 my $sleeper = $node->safe_psql('db1_copy', "SELECT jq_enqueue('SELECT pg_sleep(30)')");

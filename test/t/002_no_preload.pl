@@ -1,0 +1,106 @@
+# Without shared_preload_libraries the extension still installs, with a
+# WARNING saying so; jobs can be enqueued, nothing in the server runs them,
+# and an external worker can take them with jq_dequeue and finish them with
+# jq_complete or jq_fail.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('no_preload');
+$node->init;
+$node->start;
+
+is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'),
+	'', 'nothing is preloaded');
+
+my ($ret, $stdout, $stderr) =
+  $node->psql('postgres', 'CREATE EXTENSION job_queue');
+is($ret, 0, 'CREATE EXTENSION succeeds without preloading')
+  or diag($stderr);
+like(
+	$stderr,
+	qr/WARNING:.*job_queue.*shared_preload_libraries/,
+	'CREATE EXTENSION warns that job_queue is not preloaded');
+is( $node->safe_psql('postgres',
+		"SELECT extversion FROM pg_extension WHERE extname = 'job_queue'"),
+	'1.0',
+	'the extension is installed');
+
+my @ids = split /\n/,
+  $node->safe_psql('postgres', q{
+	SELECT jq_enqueue('SELECT 1');
+	SELECT jq_enqueue('SELECT 2', queue => 'other');
+	SELECT jq_enqueue('SELECT 3', priority => -1);
+});
+is(scalar(@ids), 3, 'jq_enqueue returned three ids');
+like($_, qr/^\d+$/, "id $_ is a number") for @ids;
+is(scalar(keys %{ { map { $_ => 1 } @ids } }), 3, 'the ids are distinct');
+
+# nothing runs them
+sleep(2);
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%'"
+	),
+	'0',
+	'no job_queue worker runs');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(state || ':' || attempts, ',' ORDER BY id) FROM jq_jobs"),
+	'ready:0,ready:0,ready:0',
+	'the jobs stay ready, untouched');
+
+# an external worker takes the default queue, highest priority first
+my $claimed = $node->safe_psql('postgres', q{
+	SELECT string_agg(id || ':' || command || ':' || attempt, ',' ORDER BY n)
+	FROM jq_dequeue('default', 10, '1 minute', 'tap worker') WITH ORDINALITY d(id, queue, command, payload, attempt, max_attempts, timeout, lease_expires_at, n)});
+is($claimed, "$ids[2]:SELECT 3:1,$ids[0]:SELECT 1:1",
+	'jq_dequeue claims the ready jobs of its queue, by priority');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(id || ':' || state || ':' || lease_owner, ',' ORDER BY id) FROM jq_jobs WHERE state = 'running'"
+	),
+	"$ids[0]:running:tap worker,$ids[2]:running:tap worker",
+	'claimed jobs are running under the worker\'s lease');
+
+is( $node->safe_psql('postgres',
+		qq{SELECT jq_complete($ids[0], '{"done": 1}')}),
+	't', 'jq_complete of a held job');
+is( $node->safe_psql('postgres',
+		"SELECT jq_fail($ids[2], 'external failure', retry => false)"),
+	't', 'jq_fail without retry');
+is($node->safe_psql('postgres', "SELECT jq_complete($ids[0])"),
+	'f', 'jq_complete of a finished job returns false');
+
+is( $node->safe_psql(
+		'postgres',
+		"SELECT state || ':' || attempts || ':' || result::text FROM jq_jobs WHERE id = $ids[0]"
+	),
+	'succeeded:1:{"done": 1}',
+	'completed job succeeded with its result');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT state || ':' || last_error FROM jq_jobs WHERE id = $ids[2]"),
+	'failed:external failure',
+	'failed job failed with its error');
+
+# the other queue, then nothing left
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT string_agg(id::text, ',') FROM jq_dequeue('other', 10, '1 minute')}),
+	$ids[1],
+	'jq_dequeue of the other queue');
+is($node->safe_psql('postgres', "SELECT jq_complete($ids[1])"),
+	't', 'jq_complete of the last job');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM jq_dequeue(NULL, 10)'),
+	'0', 'nothing left to dequeue');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(state, ',' ORDER BY id) FROM jq_jobs"),
+	'succeeded,succeeded,failed',
+	'every job finished as the external worker said');
+
+$node->stop;
+done_testing();
