@@ -253,7 +253,7 @@ enqueue_insert(bool bulk, Datum commands, Datum payloads, bool payloads_null,
 		elog(ERROR, "could not insert job: %s", SPI_result_code_string(ret));
 
 	jq_wake_at_commit_for(args->run_at);
-	jq_notify_enqueued(text_to_cstring(args->queue));
+	jq_notify_enqueued(args->queue);
 }
 
 static int64

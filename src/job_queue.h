@@ -119,7 +119,7 @@ extern void jq_recheck_database(Oid dboid);
 /* wakeup.c: commit-time wakeups and NOTIFY */
 extern void jq_wakeup_init(void);
 extern void jq_wake_at_commit_for(TimestampTz run_at);
-extern void jq_notify_enqueued(const char *queue);
+extern void jq_notify_enqueued(text *queue);
 extern void jq_recheck_at_commit(void);
 extern void jq_wake_launcher_at_commit(void);
 extern void jq_wake_database_at_commit(void);

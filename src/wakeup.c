@@ -23,6 +23,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "tcop/utility.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "job_queue.h"
@@ -119,7 +120,7 @@ jq_wake_database_at_commit(void)
 
 /* NOTIFY jq_jobs with the queue's name, as jq.notify says. */
 void
-jq_notify_enqueued(const char *queue)
+jq_notify_enqueued(text *queue)
 {
 	bool		send;
 
@@ -146,7 +147,7 @@ jq_notify_enqueued(const char *queue)
 			break;
 	}
 	if (send)
-		Async_Notify(JQ_NOTIFY_CHANNEL, queue);
+		Async_Notify(JQ_NOTIFY_CHANNEL, text_to_cstring(queue));
 }
 
 static void

@@ -8,6 +8,7 @@
 #
 #   BENCH_CLIENTS          pgbench clients for the enqueue phases   (8)
 #   BENCH_SECONDS          duration of each enqueue phase           (10)
+#   BENCH_ROUNDS           rounds of the enqueue phases             (2)
 #   BENCH_BULK_JOBS        jobs in the bulk enqueue                 (100000)
 #   BENCH_E2E_JOBS         no-op jobs of the end-to-end phase       (20000)
 #   BENCH_LATENCY_JOBS     jobs of the pickup latency phase         (200)
@@ -22,6 +23,7 @@ fi
 
 CLIENTS=${BENCH_CLIENTS:-8}
 SECONDS_PER_PHASE=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-2}
 BULK_JOBS=${BENCH_BULK_JOBS:-100000}
 E2E_JOBS=${BENCH_E2E_JOBS:-20000}
 LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
@@ -162,7 +164,8 @@ echo "  machine       $NPROC CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /pr
 echo "  server        $(q -c "SELECT version()")"
 echo "  settings      fsync=$(q -c 'SHOW fsync'), synchronous_commit=$(q -c 'SHOW synchronous_commit'), shared_buffers=$(q -c 'SHOW shared_buffers'), wal_level=$(q -c 'SHOW wal_level')"
 echo "  job_queue     executors_per_database=$(q -c 'SHOW jq.executors_per_database'), batch_size=$(q -c 'SHOW jq.batch_size'), batch_time=$(q -c 'SHOW jq.batch_time')"
-echo "  load          $CLIENTS pgbench clients, $THREADS threads, ${SECONDS_PER_PHASE} s per enqueue phase"
+echo "  load average  $(cut -d' ' -f1-3 /proc/loadavg) at the start (other processes compete for the CPUs)"
+echo "  load          $CLIENTS pgbench clients, $THREADS threads, enqueue phases: $ROUNDS rounds of ${SECONDS_PER_PHASE} s"
 echo
 
 # Reference tables for plain INSERTs: one with jq.job's columns and only a
@@ -196,19 +199,32 @@ INSERT_VALUES="(queue, command, priority, run_at, max_attempts, timeout, owner) 
 # enqueue rate, one job per transaction
 ###########################################################################
 
+# Rounds interleave the four variants, so that drifts of the machine hit
+# them alike; each figure is the mean of its rounds.
 execution_off
-reset_jobs
-tps_enqueue=$(pgbench_tps enqueue "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
-reset_jobs
-set_conf jq.notify on
-tps_notify=$(pgbench_tps enqueue_notify "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
-q -c "ALTER SYSTEM RESET jq.notify" -c "SELECT pg_reload_conf()" >/dev/null
-reset_jobs
-q -c "CHECKPOINT"
-tps_plain=$(pgbench_tps plain "INSERT INTO plain_job $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
-q -c "CHECKPOINT"
-tps_plain_idx=$(pgbench_tps plain_indexed "INSERT INTO plain_job_indexed $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
+sum_enqueue=0 sum_notify=0 sum_plain=0 sum_plain_idx=0
+for round in $(seq 1 "$ROUNDS"); do
+	reset_jobs
+	tps=$(pgbench_tps enqueue "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
+	sum_enqueue=$(awk -v a="$sum_enqueue" -v b="$tps" 'BEGIN { print a + b }')
+	reset_jobs
+	q -c "TRUNCATE plain_job" -c "CHECKPOINT"
+	tps=$(pgbench_tps plain "INSERT INTO plain_job $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
+	sum_plain=$(awk -v a="$sum_plain" -v b="$tps" 'BEGIN { print a + b }')
+	q -c "TRUNCATE plain_job_indexed" -c "CHECKPOINT"
+	tps=$(pgbench_tps plain_indexed "INSERT INTO plain_job_indexed $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
+	sum_plain_idx=$(awk -v a="$sum_plain_idx" -v b="$tps" 'BEGIN { print a + b }')
+	reset_jobs
+	set_conf jq.notify on
+	tps=$(pgbench_tps enqueue_notify "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
+	sum_notify=$(awk -v a="$sum_notify" -v b="$tps" 'BEGIN { print a + b }')
+	q -c "ALTER SYSTEM RESET jq.notify" -c "SELECT pg_reload_conf()" >/dev/null
+done
 q -c "TRUNCATE plain_job, plain_job_indexed"
+tps_enqueue=$(awk -v a="$sum_enqueue" -v n="$ROUNDS" 'BEGIN { print a / n }')
+tps_notify=$(awk -v a="$sum_notify" -v n="$ROUNDS" 'BEGIN { print a / n }')
+tps_plain=$(awk -v a="$sum_plain" -v n="$ROUNDS" 'BEGIN { print a / n }')
+tps_plain_idx=$(awk -v a="$sum_plain_idx" -v n="$ROUNDS" 'BEGIN { print a / n }')
 
 section "Enqueue, one job per transaction (jobs/s)" job_queue reference ratio
 row "jq_enqueue vs INSERT, table with primary key" "$(fmt "$tps_enqueue")" "$(fmt "$tps_plain")" "$(ratio "$tps_enqueue" "$tps_plain")"
@@ -268,11 +284,11 @@ IFS='|' read -r size_job_e2e size_hist_e2e dead_job_e2e dead_hist_e2e sdead_job_
 		   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass),
 		   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'jq.job_history'::regclass)")"
 
-section "End to end, $E2E_JOBS no-op jobs already enqueued (jobs/s)"
-row "from jq.execute_in_server = on to last finish" "$(fmt "$(awk -v n="$E2E_JOBS" -v s="$e2e_total" 'BEGIN { print n / s }')")"
-row "first start to last finish" "$(fmt "$(awk -v n="$E2E_JOBS" -v s="$e2e_exec" 'BEGIN { print n / s }')")"
-row "  time from switch, from first start (s)" "$(printf '%.2f' "$e2e_total")" "$(printf '%.2f' "$e2e_exec")"
-row "  jobs succeeded" "$e2e_ok" "$E2E_JOBS"
+section "End to end, $E2E_JOBS no-op jobs already enqueued" "jobs/s"
+row "from jq.execute_in_server = on to the last finish" "$(fmt "$(awk -v n="$E2E_JOBS" -v s="$e2e_total" 'BEGIN { print n / s }')")"
+row "from the first start to the last finish" "$(fmt "$(awk -v n="$E2E_JOBS" -v s="$e2e_exec" 'BEGIN { print n / s }')")"
+row "  seconds, from the switch and from the first start" "$(printf '%.2f' "$e2e_total")" "$(printf '%.2f' "$e2e_exec")"
+row "  jobs succeeded, of" "$e2e_ok" "$E2E_JOBS"
 section "Footprint after those jobs" jq.job jq.job_history
 row "table + indexes" "$(pretty_bytes "$size_job_e2e")" "$(pretty_bytes "$size_hist_e2e")"
 row "dead tuples (pg_stat_user_tables.n_dead_tup)" "$dead_job_e2e" "$dead_hist_e2e"
@@ -307,13 +323,13 @@ IFS='|' read -r p50 p95 p99 pmax c50 c99 <<<"$(q -c "
 				FROM lat l
 				JOIN jq_jobs j ON j.command = format('INSERT INTO lat VALUES (%s, clock_timestamp())', l.k)) s) b")"
 
-section "Pickup latency, $LATENCY_JOBS jobs enqueued one by one to idle executors (ms)"
-row "commit returned -> job started: p50" "$p50"
-row "                                p95" "$p95"
-row "                                p99" "$p99"
-row "                                max" "$pmax"
-row "enqueue began (incl. commit) -> started: p50" "$c50"
-row "                                          p99" "$c99"
+section "Pickup latency, $LATENCY_JOBS jobs enqueued one by one" "ms"
+row "to idle executors; COMMIT returned -> job ran, p50" "$p50"
+row "                                               p95" "$p95"
+row "                                               p99" "$p99"
+row "                                               max" "$pmax"
+row "enqueue statement began -> job ran, p50" "$c50"
+row "                                    p99" "$c99"
 
 ###########################################################################
 # statements while idle
@@ -328,7 +344,7 @@ idle_calls=$(qpg -c "
 	WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench')")
 set_conf pg_stat_statements.track none
 
-section "Idle (pg_stat_statements, track = all, ${IDLE_SECONDS} s)"
+section "Idle, ${IDLE_SECONDS} s (pg_stat_statements.track = all)"
 row "statements per minute in the jobs' database" \
 	"$(awk -v c="$idle_calls" -v s="$IDLE_SECONDS" 'BEGIN { printf "%.1f", c * 60 / s }')"
 
@@ -338,6 +354,7 @@ row "statements per minute in the jobs' database" \
 
 reset_jobs
 printf '%s\n' "SELECT jq_enqueue('SELECT 1');" >"$TMP/sustain.sql"
+vacuums_before=$(q -c "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass")
 sustain_start=$(q -c "SELECT clock_timestamp()")
 "$BINDIR/pgbench" -n -h "$TMP" -p "$PORT" -c "$CLIENTS" -j "$THREADS" -T "$SUSTAIN_SECONDS" \
 	-f "$TMP/sustain.sql" bench >"$TMP/sustain.out" 2>&1 &
@@ -352,7 +369,7 @@ sample()
 					  pg_size_pretty(pg_total_relation_size('jq.job')),
 					  (SELECT count(*) FROM jq.job),
 					  s.n_dead_tup, (SELECT dead_tuple_count FROM pgstattuple('jq.job')),
-					  s.autovacuum_count,
+					  s.autovacuum_count - $vacuums_before,
 					  pg_size_pretty(pg_total_relation_size('jq.job_history')),
 					  (SELECT count(*) FROM jq.job_history))
 		FROM pg_stat_user_tables s WHERE s.relid = 'jq.job'::regclass"
@@ -382,10 +399,16 @@ drain_s=$(awk -v a="$drain_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", 
 sleep 2
 SAMPLES+=("$(sample)   (after the backlog drained)")
 
-section "Sustained run: $CLIENTS clients enqueuing as fast as they can, executors on, ${SUSTAIN_SECONDS} s"
-row "jobs enqueued, per second" "$sustain_enqueued" "$(fmt "$(awk -v n="$sustain_enqueued" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
-row "jobs processed, per second" "$sustain_done" "$(fmt "$(awk -v n="$sustain_done" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
-row "backlog at the end, time to drain it (s)" "$backlog" "$drain_s"
+section "Sustained run, ${SUSTAIN_SECONDS} s: $CLIENTS clients enqueuing at full speed" total "per second"
+row "jobs enqueued" "$sustain_enqueued" "$(fmt "$(awk -v n="$sustain_enqueued" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
+row "jobs processed by the executors" "$sustain_done" "$(fmt "$(awk -v n="$sustain_done" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
+row "jobs left at the end, seconds to drain them" "$backlog" "$drain_s"
+IFS='|' read -r heap_job idx_job heap_hist idx_hist <<<"$(q -c "
+	SELECT pg_relation_size('jq.job'), pg_indexes_size('jq.job'),
+		   pg_relation_size('jq.job_history'), pg_indexes_size('jq.job_history')")"
+section "Footprint after the sustained run" heap indexes
+row "jq.job" "$(pretty_bytes "$heap_job")" "$(pretty_bytes "$idx_job")"
+row "jq.job_history" "$(pretty_bytes "$heap_hist")" "$(pretty_bytes "$idx_hist")"
 
 ###########################################################################
 # report
