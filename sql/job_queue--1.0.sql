@@ -91,9 +91,10 @@ SELECT pg_catalog.pg_extension_config_dump('jq.job_history', '');
 SELECT pg_catalog.pg_extension_config_dump('jq.job_id_seq', '');
 
 /*
- * The jobs a role may see: its own, or all of them for members of jq_admin.
- * security_barrier keeps a caller's own functions from seeing rows the filter
- * drops.
+ * The jobs a role may see: its own, or all of them for members of jq_admin
+ * (each test is a sub-select, so it is evaluated once per query, not per
+ * row).  security_barrier keeps a caller's own functions from seeing rows
+ * the filter drops.
  */
 CREATE VIEW jq_jobs WITH (security_barrier) AS
 SELECT j.id, j.queue, j.kind, j.command, j.payload, j.priority,
@@ -111,8 +112,8 @@ SELECT j.id, j.queue, j.kind, j.command, j.payload, j.priority,
 	   (j.errors -> -1 ->> 'timeout')::boolean AS last_error_timeout,
 	   j.errors
 FROM jq.job j
-WHERE j.owner = current_user::text::regrole::oid
-   OR pg_catalog.pg_has_role('jq_admin', 'USAGE')
+WHERE j.owner = (SELECT current_user::text::regrole::oid)
+   OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'))
 UNION ALL
 SELECT h.id, h.queue, h.kind, h.command, h.payload, h.priority, h.state::text,
 	   h.run_at, h.attempts, h.max_attempts, h.timeout, h.owner::regrole,
@@ -123,8 +124,8 @@ SELECT h.id, h.queue, h.kind, h.command, h.payload, h.priority, h.state::text,
 	   (h.errors -> -1 ->> 'timeout')::boolean,
 	   h.errors
 FROM jq.job_history h
-WHERE h.owner = current_user::text::regrole::oid
-   OR pg_catalog.pg_has_role('jq_admin', 'USAGE');
+WHERE h.owner = (SELECT current_user::text::regrole::oid)
+   OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
 
 GRANT SELECT ON jq_jobs TO PUBLIC;
 COMMENT ON VIEW jq_jobs IS 'every job the current role may see, active and finished';
@@ -390,9 +391,12 @@ DECLARE
 	expired bigint[];
 	pruned bigint;
 BEGIN
-	SELECT array_agg(j.id ORDER BY j.id) INTO expired
-	FROM jq.job j
-	WHERE j.state = 'running' AND j.lease_expires_at <= clock_timestamp();
+	-- a job whose lease is being extended right now is left for the next tick
+	SELECT array_agg(e.id) INTO expired
+	FROM (SELECT j.id FROM jq.job j
+		  WHERE j.state = 'running' AND j.lease_expires_at <= clock_timestamp()
+		  ORDER BY j.id
+		  FOR UPDATE SKIP LOCKED) e;
 
 	IF expired IS NOT NULL THEN
 		PERFORM jq._finish_all(expired, 'error', 'lease expired', true);

@@ -54,6 +54,22 @@ jq_extension_owner(void)
 	return owner;
 }
 
+/*
+ * Prepare internal SQL once per process.  The plan is generic: the
+ * statements are short and run often, so planning them for each call's
+ * parameters would cost more than it could gain.
+ */
+SPIPlanPtr
+jq_prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
 void
 jq_as_owner(JqUserContext *ctx)
 {
@@ -217,10 +233,7 @@ enqueue_plan(bool bulk)
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 			" RETURNING id";
 
-	plans[bulk] = SPI_prepare(sql, ENQUEUE_NARGS, types);
-	if (plans[bulk] == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plans[bulk]);
+	plans[bulk] = jq_prepare(sql, ENQUEUE_NARGS, types);
 	return plans[bulk];
 }
 
@@ -422,11 +435,7 @@ api_call_prepare(FunctionCallInfo fcinfo)
 	appendStringInfoChar(&sql, ')');
 	ReleaseSysCache(tup);
 
-	call->plan = SPI_prepare(sql.data, call->nargs + 2, types);
-	if (call->plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(call->plan);
+	call->plan = jq_prepare(sql.data, call->nargs + 2, types);
 	return call;
 }
 

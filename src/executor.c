@@ -174,10 +174,7 @@ exe_claim(JqJob **jobs)
 	{
 		Oid			types[2] = {INT8OID, INT4OID};
 
-		plan = SPI_prepare(exe_claim_sql, 2, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
+		plan = jq_prepare(exe_claim_sql, 2, types);
 	}
 	values[0] = Int64GetDatum(exe_slot->token);
 	values[1] = Int32GetDatum(jq_batch_size);
@@ -286,11 +283,8 @@ exe_finish(JqJob *jobs, int n)
 		Oid			types[8] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, BOOLARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
 
-		plan = SPI_prepare("SELECT jq._finish($1, $2, $3::pg_catalog.jsonb[], $4, $5, $6, $7, $8)",
-						   8, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
+		plan = jq_prepare("SELECT jq._finish($1, $2, $3::pg_catalog.jsonb[], $4, $5, $6, $7, $8)",
+						  8, types);
 	}
 	values[0] = exe_datum_array(ids, n, INT8OID);
 	values[1] = exe_text_array(outcomes, n);

@@ -168,6 +168,7 @@ extern void jq_utility_init(void);
 
 /* api.c */
 extern Oid	jq_extension_owner(void);
+extern struct _SPI_plan *jq_prepare(const char *sql, int nargs, Oid *types);
 
 /* Switch to the extension owner for internal SPI work; restore with jq_as_caller. */
 typedef struct JqUserContext

@@ -15,6 +15,8 @@
 #   BENCH_IDLE_SECONDS     idle time watched by pg_stat_statements  (60)
 #   BENCH_SUSTAIN_SECONDS  duration of the sustained run            (300)
 #   BENCH_SAMPLE_SECONDS   interval of its footprint samples        (30)
+#   BENCH_CONF             extra postgresql.conf lines, for example
+#                          "autovacuum_naptime = '10s'"             (none)
 set -euo pipefail
 
 if [ "$(id -u)" = 0 ]; then
@@ -152,6 +154,7 @@ shared_preload_libraries = 'job_queue, pg_stat_statements'
 max_worker_processes = 32
 max_connections = 100
 pg_stat_statements.track = none
+${BENCH_CONF:-}
 EOF
 "$BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/server.log" -w start >/dev/null
 qpg -c "CREATE DATABASE bench" -c "CREATE EXTENSION pg_stat_statements"
@@ -162,7 +165,7 @@ echo "job_queue benchmark"
 echo
 echo "  machine       $NPROC CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo) RAM"
 echo "  server        $(q -c "SELECT version()")"
-echo "  settings      fsync=$(q -c 'SHOW fsync'), synchronous_commit=$(q -c 'SHOW synchronous_commit'), shared_buffers=$(q -c 'SHOW shared_buffers'), wal_level=$(q -c 'SHOW wal_level')"
+echo "  settings      fsync=$(q -c 'SHOW fsync'), synchronous_commit=$(q -c 'SHOW synchronous_commit'), shared_buffers=$(q -c 'SHOW shared_buffers'), wal_level=$(q -c 'SHOW wal_level'), autovacuum_naptime=$(q -c 'SHOW autovacuum_naptime')"
 echo "  job_queue     executors_per_database=$(q -c 'SHOW jq.executors_per_database'), batch_size=$(q -c 'SHOW jq.batch_size'), batch_time=$(q -c 'SHOW jq.batch_time')"
 echo "  load average  $(cut -d' ' -f1-3 /proc/loadavg) at the start (other processes compete for the CPUs)"
 echo "  load          $CLIENTS pgbench clients, $THREADS threads, enqueue phases: $ROUNDS rounds of ${SECONDS_PER_PHASE} s"
