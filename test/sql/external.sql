@@ -87,6 +87,20 @@ END
 $$;
 SELECT state, attempts, jsonb_array_length(errors) AS errors FROM jq_jobs WHERE id = :j5;
 
+-- a role dequeues only its own jobs; jq_admin members dequeue everyone's
+CREATE ROLE jq_carol;
+CREATE ROLE jq_dave;
+SET ROLE jq_carol;
+SELECT jq_enqueue('carol''s job', queue => 'roles') AS j6 \gset
+SET ROLE jq_dave;
+SELECT count(*) AS dave_gets FROM jq_dequeue('roles', 10);
+SET ROLE jq_carol;
+SELECT id = :j6 AS carol_gets_hers FROM jq_dequeue('roles', 10);
+RESET ROLE;
+SELECT jq_complete(:j6);
+DROP ROLE jq_carol;
+DROP ROLE jq_dave;
+
 -- bad arguments
 SELECT * FROM jq_dequeue('ext', 0);
 SELECT * FROM jq_dequeue('ext', 1, '0 seconds');
