@@ -34,6 +34,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# the TAP tests' shared module
+PG_PROVE_FLAGS += -I $(srcdir)/test/perl
+
 .PHONY: demo bench
 # set up a throwaway cluster, run a few jobs, and leave it running
 demo:

@@ -8,20 +8,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JobQueueTest;
 use Time::HiRes qw(time);
 
 # every wait here is for something due within a few seconds: give up early
 $PostgreSQL::Test::Utils::timeout_default = 10
   unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
 
-my $node = PostgreSQL::Test::Cluster->new('databases');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'job_queue'
-max_worker_processes = 32
-});
-$node->start;
+my $node = job_queue_node('databases');
 
 # job_queue workers of one kind ('launcher', 'scheduler', 'executor') in a
 # database, or in the whole cluster when $dbname is undef

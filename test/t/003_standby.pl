@@ -7,19 +7,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JobQueueTest;
 
 # every wait here is for something due within a few seconds: give up early
 $PostgreSQL::Test::Utils::timeout_default = 10
   unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'job_queue'
-max_worker_processes = 32
-});
-$primary->start;
+my $primary = job_queue_node('primary', init => { allows_streaming => 1 });
 
 my $workers_query = q{
 	SELECT string_agg(backend_type, ',' ORDER BY backend_type)

@@ -8,21 +8,16 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JobQueueTest;
 
 # every wait here is for something due within a few seconds: give up early
 $PostgreSQL::Test::Utils::timeout_default = 10
   unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
 
-my $node = PostgreSQL::Test::Cluster->new('poison');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'job_queue'
-max_worker_processes = 32
+my $node = job_queue_node('poison', conf => q{
 jq.retry_backoff_base = '50ms'
 jq.retry_backoff_cap = '200ms'
 });
-$node->start;
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION job_queue;

@@ -10,6 +10,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JobQueueTest;
 use Time::HiRes qw(sleep time);
 
 # every wait here is for something due within a few seconds: give up early
@@ -18,20 +19,14 @@ $PostgreSQL::Test::Utils::timeout_default = 10
 
 my $idle_seconds = 11;
 
-my $node = PostgreSQL::Test::Cluster->new('idle');
-$node->init;
 # autovacuum off: nothing but the job_queue workers touches database jobs
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'job_queue,pg_stat_statements'
-max_worker_processes = 32
+my $node = job_queue_node('idle', preload => 'job_queue,pg_stat_statements', conf => q{
 pg_stat_statements.track = 'all'
 compute_query_id = on
 autovacuum = off
 jq.retry_backoff_base = '50ms'
 jq.retry_backoff_cap = '200ms'
 });
-$node->start;
 
 # the test watches database jobs from database postgres only, so that none
 # of its own statements or transactions counts against jobs

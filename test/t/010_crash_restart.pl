@@ -14,18 +14,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JobQueueTest;
 
-my $node = PostgreSQL::Test::Cluster->new('crash_restart');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'job_queue'
-max_worker_processes = 32
+my $node = job_queue_node('crash_restart', conf => q{
 restart_after_crash = on
 jq.retry_backoff_base = 50ms
 jq.retry_backoff_cap = 200ms
 });
-$node->start;
 
 $node->safe_psql(
 	'postgres', q{
