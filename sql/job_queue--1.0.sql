@@ -112,7 +112,7 @@ SELECT j.id, j.queue, j.kind, j.command, j.payload, j.priority,
 	   (j.errors -> -1 ->> 'timeout')::boolean AS last_error_timeout,
 	   j.errors
 FROM jq.job j
-WHERE j.owner = (SELECT current_user::text::regrole::oid)
+WHERE j.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'))
 UNION ALL
 SELECT h.id, h.queue, h.kind, h.command, h.payload, h.priority, h.state::text,
@@ -124,7 +124,7 @@ SELECT h.id, h.queue, h.kind, h.command, h.payload, h.priority, h.state::text,
 	   (h.errors -> -1 ->> 'timeout')::boolean,
 	   h.errors
 FROM jq.job_history h
-WHERE h.owner = (SELECT current_user::text::regrole::oid)
+WHERE h.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
 
 GRANT SELECT ON jq_jobs TO PUBLIC;
@@ -241,10 +241,10 @@ RETURNS interval
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT d * (0.5 + random() / 2)
-	FROM (SELECT least(current_setting('jq.retry_backoff_cap')::interval,
-					   current_setting('jq.retry_backoff_base')::interval
-					   * power(2, least(greatest(p_attempt - 1, 0), 40))) AS d) s
+	SELECT make_interval(secs => d * (0.5 + random() / 2))
+	FROM (SELECT least(extract(epoch FROM current_setting('jq.retry_backoff_cap')::interval),
+					   extract(epoch FROM current_setting('jq.retry_backoff_base')::interval)
+					   * power(2, least(greatest(p_attempt - 1, 0), 60)))::float8 AS d) s
 $$;
 
 -- an attempt's error as stored in errors[]

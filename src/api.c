@@ -29,6 +29,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -319,6 +320,7 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 	int			n;
 	Datum	   *ids;
 	ArrayType  *result;
+	MemoryContext callercxt = CurrentMemoryContext;
 
 	enqueue_check_not_null(fcinfo, 0, "commands");
 	commands = PG_GETARG_ARRAYTYPE_P(0);
@@ -355,9 +357,11 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 	SPI_connect();
 	enqueue_insert(true, PG_GETARG_DATUM(0), PG_GETARG_DATUM(6), PG_ARGISNULL(6),
 				   &args);
-	ids = SPI_palloc(sizeof(Datum) * SPI_processed);
+	/* the result outlives SPI_finish */
+	ids = MemoryContextAlloc(callercxt, sizeof(Datum) * SPI_processed);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		ids[i] = Int64GetDatum(enqueue_returned_id(i));
+	MemoryContextSwitchTo(callercxt);
 	result = construct_array(ids, (int) SPI_processed, INT8OID, sizeof(int64),
 							 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	SPI_finish();
@@ -390,6 +394,7 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 
 typedef struct ApiCall
 {
+	Oid			fn_oid;			/* hash key */
 	SPIPlanPtr	plan;
 	int			nargs;			/* the caller's arguments */
 	bool		retset;
@@ -398,44 +403,67 @@ typedef struct ApiCall
 	bool		typbyval;
 } ApiCall;
 
-/* Prepare "SELECT * FROM jq._<name>($1, ..., $n+2)" for the function called. */
+/*
+ * The prepared "SELECT * FROM jq._<name>($1, ..., $n+2)" of the function
+ * called, kept for the life of the backend in a table by function OID.
+ */
 static ApiCall *
-api_call_prepare(FunctionCallInfo fcinfo)
+api_call_get(Oid fn_oid)
 {
+	static HTAB *calls = NULL;
 	ApiCall    *call;
+	bool		found;
 	HeapTuple	tup;
 	Form_pg_proc proc;
 	Oid		   *types;
 	StringInfoData sql;
-	MemoryContext old;
+	SPIPlanPtr	plan;
+	int			nargs;
+	bool		retset;
+	Oid			rettype;
 
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (calls == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(ApiCall);
+		calls = hash_create("job_queue API calls", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	call = hash_search(calls, &fn_oid, HASH_FIND, NULL);
+	if (call != NULL)
+		return call;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+		elog(ERROR, "cache lookup failed for function %u", fn_oid);
 	proc = (Form_pg_proc) GETSTRUCT(tup);
 
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	call = palloc0(sizeof(ApiCall));
-	call->nargs = proc->pronargs;
-	call->retset = proc->proretset;
-	call->rettype = proc->prorettype;
-	get_typlenbyval(call->rettype, &call->typlen, &call->typbyval);
-	MemoryContextSwitchTo(old);
-
-	types = palloc(sizeof(Oid) * (call->nargs + 2));
+	nargs = proc->pronargs;
+	retset = proc->proretset;
+	rettype = proc->prorettype;
+	types = palloc(sizeof(Oid) * (nargs + 2));
 	types[0] = OIDOID;
 	types[1] = BOOLOID;
-	memcpy(types + 2, proc->proargtypes.values, sizeof(Oid) * call->nargs);
+	memcpy(types + 2, proc->proargtypes.values, sizeof(Oid) * nargs);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT * FROM jq.%s(",
 					 quote_identifier(psprintf("_%s", NameStr(proc->proname))));
-	for (int i = 0; i < call->nargs + 2; i++)
+	for (int i = 0; i < nargs + 2; i++)
 		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
 	appendStringInfoChar(&sql, ')');
 	ReleaseSysCache(tup);
 
-	call->plan = jq_prepare(sql.data, call->nargs + 2, types);
+	plan = jq_prepare(sql.data, nargs + 2, types);
+
+	/* entered only once everything that can fail has succeeded */
+	call = hash_search(calls, &fn_oid, HASH_ENTER, &found);
+	call->plan = plan;
+	call->nargs = nargs;
+	call->retset = retset;
+	call->rettype = rettype;
+	get_typlenbyval(rettype, &call->typlen, &call->typbyval);
 	return call;
 }
 
@@ -494,9 +522,7 @@ jq_api_call(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	jq_as_owner(&ctx);
-	call = fcinfo->flinfo->fn_extra;
-	if (call == NULL)
-		fcinfo->flinfo->fn_extra = call = api_call_prepare(fcinfo);
+	call = api_call_get(fcinfo->flinfo->fn_oid);
 
 	values = palloc(sizeof(Datum) * (call->nargs + 2));
 	nulls = palloc(call->nargs + 2);

@@ -144,10 +144,16 @@ static const char *const exe_claim_sql =
 "	WHERE j.id = pick.id "
 "	RETURNING j.id, j.command, j.owner, j.timeout, j.attempts, j.priority, j.run_at "
 ") "
-"SELECT c.id, c.command, c.owner, "
-"	   (pg_catalog.date_part('epoch', c.timeout) * 1000)::bigint, c.attempts "
+"SELECT c.id, c.command, c.owner, c.timeout, c.attempts "
 "FROM claimed c "
 "ORDER BY c.priority, c.run_at, c.id";
+
+/* An interval in milliseconds, a month counting as 30 days. */
+static int64
+exe_interval_ms(const Interval *iv)
+{
+	return iv->time / 1000 + ((int64) iv->month * DAYS_PER_MONTH + iv->day) * SECS_PER_DAY * 1000;
+}
 
 /* Claim jobs into exe_batch_cxt; returns how many. */
 static int
@@ -189,6 +195,7 @@ exe_claim(JqJob **jobs)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		JqJob	   *job = &(*jobs)[i];
+		Datum		timeout;
 		bool		isnull;
 		MemoryContext old;
 
@@ -197,9 +204,8 @@ exe_claim(JqJob **jobs)
 		job->command = SPI_getvalue(tup, desc, 2);
 		MemoryContextSwitchTo(old);
 		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-		job->timeout_ms = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		if (isnull)
-			job->timeout_ms = 0;
+		timeout = SPI_getbinval(tup, desc, 4, &isnull);
+		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(timeout));
 		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 

@@ -35,6 +35,20 @@ static const struct config_enum_entry jq_notify_options[] = {
 	{NULL, 0, false}
 };
 
+/*
+ * Settings of the workers' own sessions, whatever the configuration says:
+ * internal SQL resolves names in pg_catalog only, and runs in read-write
+ * READ COMMITTED transactions, which its row locking is written for.
+ */
+void
+jq_worker_settings(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_read_only", "off", PGC_USERSET, PGC_S_SESSION);
+}
+
 void
 jq_guc_init(bool preloading)
 {

@@ -47,6 +47,7 @@ extern int	jq_history_retention_s;
 extern int	jq_notify_mode;
 
 extern void jq_guc_init(bool preloading);
+extern void jq_worker_settings(void);
 
 /*
  * What the launcher knows of a database.

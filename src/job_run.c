@@ -20,16 +20,19 @@
 
 #include "access/xact.h"
 #include "commands/prepare.h"
+#include "commands/trigger.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -44,6 +47,9 @@
 static TimeoutId job_timeout_id;
 static volatile sig_atomic_t job_timed_out = false;
 
+/* the search_path jobs get: the database's, before the executor pinned its own */
+static char *job_search_path = NULL;
+
 static void
 job_timeout_handler(void)
 {
@@ -53,10 +59,19 @@ job_timeout_handler(void)
 	SetLatch(MyLatch);
 }
 
+/*
+ * Called once the executor is connected.  The executor's own SQL runs with
+ * search_path pinned to pg_catalog (jq_worker_settings), so that no object a
+ * user creates can stand in for the ones it means; jobs get the database's
+ * search_path back.
+ */
 void
 jq_job_run_init(void)
 {
 	job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
+	job_search_path = MemoryContextStrdup(TopMemoryContext,
+										  GetConfigOption("search_path", false, false));
+	jq_worker_settings();
 }
 
 /*
@@ -97,7 +112,7 @@ job_result_json(void)
 
 /* The job's statements, as its owner, with its timeout. */
 static char *
-job_execute(JqJob *job, MemoryContext resultcxt)
+job_execute(JqJob *job, volatile JqExecutor *slot, MemoryContext resultcxt)
 {
 	int			ret;
 	char	   *json;
@@ -110,8 +125,22 @@ job_execute(JqJob *job, MemoryContext resultcxt)
 
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/* a cancel that arrived before this job is not meant for it */
+	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
+	if (slot->cancel_job == job->id)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling job %lld on request", (long long) job->id)));
 	ret = SPI_execute(job->command, false, 0);
+
+	/*
+	 * Deferred triggers fire now, as the job's owner and inside its
+	 * subtransaction, not at the executor's commit as the executor.
+	 */
+	if (ret >= 0)
+		AfterTriggerFireDeferred();
 	HOLD_CANCEL_INTERRUPTS();
 	PopActiveSnapshot();
 
@@ -165,10 +194,12 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 		SetUserIdAndSecContext(job->owner,
 							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 		nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", job_search_path, PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		if (job->timeout_ms > 0)
 			enable_timeout_after(job_timeout_id, (int) Min(job->timeout_ms, INT_MAX));
 
-		job->result = job_execute(job, cxt);
+		job->result = job_execute(job, slot, cxt);
 
 		disable_timeout(job_timeout_id, false);
 		AtEOXact_GUC(false, nestlevel);
@@ -216,7 +247,13 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	QueryCancelPending = false;
 	job->finished = GetCurrentTimestamp();
 
-	/* nothing a job prepared or created for the session outlives it */
+	/*
+	 * Nothing a job left in the session outlives it: prepared statements,
+	 * temporary tables, session advisory locks, and cursors (a WITH HOLD
+	 * cursor would otherwise run its query at the executor's commit).
+	 */
 	DropAllPreparedStatements();
 	ResetTempTableNamespace();
+	LockReleaseAll(USER_LOCKMETHOD, true);
+	PortalHashTableDeleteAll();
 }

@@ -127,7 +127,8 @@ launcher_sync_databases(void)
 	{
 		JqDatabase *db = &jq_shared->databases[i];
 
-		if (db->dboid == InvalidOid || list_member_oid(oids, db->dboid))
+		if (db->dboid == InvalidOid || list_member_oid(oids, db->dboid) ||
+			db->scheduler_pid != 0)
 			continue;
 		/* dropped: forget it, and the executor slots its workers left */
 		for (int j = 0; j < jq_max_executors; j++)

@@ -44,6 +44,9 @@
 
 #include "job_queue.h"
 
+/* the longest sleep: WaitLatch takes an int, and a day is plenty */
+#define SCHED_MAX_SLEEP_MS (24L * 60 * 60 * 1000)
+
 /* an executor is not started sooner than this after one failed or exited */
 #define SCHED_RETRY_START_MS 1000
 
@@ -91,6 +94,46 @@ sched_attach(Oid dboid)
 	before_shmem_exit(sched_detach, (Datum) 0);
 }
 
+/* Wait until the process of an executor slot of ours is gone; false if not ours. */
+static bool
+sched_wait_slot_stopped(int slotno)
+{
+	JqExecutor *e = &jq_shared->executors[slotno];
+
+	for (;;)
+	{
+		bool		ours;
+		pid_t		pid;
+
+		LWLockAcquire(jq_shared->lock, LW_SHARED);
+		ours = e->dboid == MyDatabaseId;
+		pid = e->pid;
+		sched_generations[slotno] = e->generation;
+		LWLockRelease(jq_shared->lock);
+		if (!ours || pid == 0)
+			return ours;
+		kill(pid, SIGTERM);
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10 * 1000L);
+	}
+}
+
+/* The extension is gone: stop the executors and give their slots back. */
+static void
+sched_release_all(void)
+{
+	for (int i = 0; i < jq_max_executors; i++)
+	{
+		if (sched_wait_slot_stopped(i))
+		{
+			LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+			if (jq_shared->executors[i].generation == sched_generations[i])
+				jq_shared->executors[i].dboid = InvalidOid;
+			LWLockRelease(jq_shared->lock);
+		}
+	}
+}
+
 /* Tell the launcher whether the extension is here; leave if it is not. */
 static void
 sched_check_extension(void)
@@ -109,7 +152,10 @@ sched_check_extension(void)
 	LWLockRelease(jq_shared->lock);
 
 	if (!present)
+	{
+		sched_release_all();
 		proc_exit(0);
+	}
 }
 
 /* Run one internal SQL statement in a transaction of its own. */
@@ -189,25 +235,7 @@ sched_adopt_leftovers(void)
 {
 	for (int i = 0; i < jq_max_executors; i++)
 	{
-		JqExecutor *e = &jq_shared->executors[i];
-		bool		ours;
-
-		for (;;)
-		{
-			pid_t		pid;
-
-			LWLockAcquire(jq_shared->lock, LW_SHARED);
-			ours = e->dboid == MyDatabaseId;
-			pid = e->pid;
-			sched_generations[i] = e->generation;
-			LWLockRelease(jq_shared->lock);
-			if (!ours || pid == 0)
-				break;
-			kill(pid, SIGTERM);
-			CHECK_FOR_INTERRUPTS();
-			pg_usleep(10 * 1000L);
-		}
-		if (ours)
+		if (sched_wait_slot_stopped(i))
 			sched_release_slot(i, "executor stopped while running the job");
 	}
 	/* whatever is still running in-server was cut off by a restart */
@@ -356,6 +384,7 @@ jq_scheduler_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("job_queue scheduler");
+	jq_worker_settings();
 
 	sched_handles = MemoryContextAllocZero(TopMemoryContext,
 										   sizeof(BackgroundWorkerHandle *) * jq_max_executors);
@@ -403,7 +432,7 @@ jq_scheduler_main(Datum main_arg)
 			long		ms;
 
 			TimestampDifference(GetCurrentTimestamp(), tick.next_event, &secs, &usecs);
-			ms = secs * 1000 + (usecs + 999) / 1000;
+			ms = Min(secs, SCHED_MAX_SLEEP_MS / 1000) * 1000 + (usecs + 999) / 1000;
 			timeout_ms = timeout_ms < 0 ? ms : Min(timeout_ms, ms);
 		}
 

@@ -177,8 +177,12 @@ jq_stop_database_workers(Oid dboid, bool block)
 		db = block ? jq_get_database(dboid) : jq_find_database(dboid);
 		if (db)
 		{
-			if (block)
+			/* a probe this cuts short must not count as an answer */
+			if (block && !db->blocked)
+			{
 				db->blocked = true;
+				db->recheck++;
+			}
 			if (db->scheduler_pid != 0)
 			{
 				kill(db->scheduler_pid, SIGTERM);
@@ -225,7 +229,6 @@ shm_recheck(Oid dboid, bool unblock)
 			db->blocked = false;
 		else if (db->state != JQ_DB_ACTIVE)
 			db->state = JQ_DB_UNKNOWN;
-		/* a probe cut short by the command must not count as an answer */
 		db->recheck++;
 	}
 	if (jq_shared->launcher_latch)

@@ -15,10 +15,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "miscadmin.h"
 #include "commands/defrem.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/syscache.h"
 
 #include "job_queue.h"
 
@@ -65,6 +71,39 @@ utility_database_needed(Node *parsetree)
 	return name ? get_database_oid(name, true) : InvalidOid;
 }
 
+/*
+ * Whether the current user may run the command on that database at all:
+ * its owner for DROP and ALTER, and for CREATE DATABASE a role that may
+ * create databases and copy that template.  Nobody else gets to stop a
+ * database's workers by issuing a command that is going to fail anyway.
+ */
+static bool
+utility_may_stop(Node *parsetree, Oid dboid)
+{
+	HeapTuple	tup;
+	bool		createdb;
+	bool		is_template;
+
+#if PG_VERSION_NUM >= 160000
+	if (object_ownercheck(DatabaseRelationId, dboid, GetUserId()))
+#else
+	if (pg_database_ownercheck(dboid, GetUserId()))
+#endif
+		return true;
+	if (!IsA(parsetree, CreatedbStmt))
+		return false;
+
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	createdb = HeapTupleIsValid(tup) && ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
+	if (HeapTupleIsValid(tup))
+		ReleaseSysCache(tup);
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	is_template = HeapTupleIsValid(tup) && ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+	if (HeapTupleIsValid(tup))
+		ReleaseSysCache(tup);
+	return createdb && is_template;
+}
+
 /* Whether the statement is a DROP EXTENSION job_queue. */
 static bool
 utility_drops_extension(Node *parsetree)
@@ -93,6 +132,9 @@ utility_hook(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			dboid = utility_database_needed(parsetree);
 	bool		dropping = IsA(parsetree, DropdbStmt);
+
+	if (OidIsValid(dboid) && !utility_may_stop(parsetree, dboid))
+		dboid = InvalidOid;
 
 	if (OidIsValid(dboid))
 		jq_stop_database_workers(dboid, true);
@@ -125,8 +167,8 @@ utility_hook(PlannedStmt *pstmt, const char *queryString,
 	/* a dropped database stays blocked until the launcher forgets it */
 	if (OidIsValid(dboid) && !dropping)
 		jq_unblock_database(dboid);
-	/* the new database is in pg_database once this transaction commits */
-	if (IsA(parsetree, CreatedbStmt))
+	/* pg_database changes when this transaction commits */
+	if (IsA(parsetree, CreatedbStmt) || dropping)
 		jq_wake_launcher_at_commit();
 }
 

@@ -43,6 +43,30 @@ JOIN jq_jobs j USING (id)
 ORDER BY j.id;
 SELECT count(*) FROM alice_data;
 
+-- code a job leaves for the executor's commit runs as the job's owner, or not at all
+GRANT CREATE ON SCHEMA public TO jq_alice;
+SET ROLE jq_alice;
+CREATE TABLE whoami (who text, via text);
+CREATE FUNCTION note_user() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO whoami VALUES (current_user, 'deferred trigger');
+	RETURN NULL;
+END $$;
+CREATE TABLE deferring (x int);
+CREATE CONSTRAINT TRIGGER note_user AFTER INSERT ON deferring
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION note_user();
+CREATE FUNCTION note_cursor() RETURNS int LANGUAGE sql AS
+	$$ INSERT INTO whoami VALUES (current_user, 'holdable cursor') RETURNING 1 $$;
+SELECT jq_enqueue('INSERT INTO deferring VALUES (1)') AS deferred,
+	   jq_enqueue('DECLARE c CURSOR WITH HOLD FOR SELECT note_cursor()') AS holdable,
+	   jq_enqueue('SELECT pg_advisory_lock(4242)') AS advisory \gset
+RESET ROLE;
+SELECT wait_for_jobs(ARRAY[:deferred, :holdable, :advisory]);
+SELECT state FROM jq_jobs WHERE id IN (:deferred, :holdable, :advisory) ORDER BY id;
+SELECT who, via FROM whoami ORDER BY via;
+-- and a session advisory lock does not outlive its job
+SELECT count(*) AS advisory_locks_left FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242;
+
 -- bob sees none of alice's jobs and cannot touch them
 SET ROLE jq_bob;
 SELECT count(*) AS visible FROM jq_jobs WHERE owner = 'jq_alice'::regrole;
