@@ -178,19 +178,21 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
 COMMENT ON FUNCTION jq_dequeue IS 'claim ready jobs for an external worker, under a lease';
 
-CREATE FUNCTION jq_complete(id bigint, result jsonb DEFAULT NULL)
+CREATE FUNCTION jq_complete(id bigint, result jsonb DEFAULT NULL, attempt integer DEFAULT NULL)
 RETURNS boolean
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
 COMMENT ON FUNCTION jq_complete IS 'mark a job held by an external worker succeeded';
 
-CREATE FUNCTION jq_fail(id bigint, error text, retry boolean DEFAULT true)
+CREATE FUNCTION jq_fail(id bigint, error text, retry boolean DEFAULT true,
+						attempt integer DEFAULT NULL)
 RETURNS boolean
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
 COMMENT ON FUNCTION jq_fail IS 'record a failed attempt of a job held by an external worker';
 
-CREATE FUNCTION jq_heartbeat(id bigint, lease interval DEFAULT '5 minutes')
+CREATE FUNCTION jq_heartbeat(id bigint, lease interval DEFAULT '5 minutes',
+							 attempt integer DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
@@ -467,8 +469,13 @@ BEGIN
 END
 $$;
 
--- the job, if the caller may manage it and an external worker holds it
-CREATE FUNCTION jq._leased_job(p_caller oid, p_is_admin boolean, p_id bigint)
+/*
+ * The job, if the caller may manage it and an external worker holds it, in
+ * attempt p_attempt when given (the attempt jq_dequeue returned: a worker
+ * whose lease expired cannot finish the attempt of the next worker).
+ */
+CREATE FUNCTION jq._leased_job(p_caller oid, p_is_admin boolean, p_id bigint,
+							   p_attempt integer)
 RETURNS jq.job
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -476,7 +483,8 @@ AS $$
 DECLARE
 	j jq.job := jq._own_job(p_caller, p_is_admin, p_id);
 BEGIN
-	IF j.state = 'running' AND j.executor_token IS NULL THEN
+	IF j.state = 'running' AND j.executor_token IS NULL
+	   AND (p_attempt IS NULL OR j.attempts = p_attempt) THEN
 		RETURN j;
 	END IF;
 	RETURN NULL;
@@ -535,13 +543,14 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION jq._jq_complete(p_caller oid, p_is_admin boolean, p_id bigint, p_result jsonb)
+CREATE FUNCTION jq._jq_complete(p_caller oid, p_is_admin boolean, p_id bigint, p_result jsonb,
+								p_attempt integer)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF (jq._leased_job(p_caller, p_is_admin, p_id)).id IS NULL THEN
+	IF (jq._leased_job(p_caller, p_is_admin, p_id, p_attempt)).id IS NULL THEN
 		RETURN false;
 	END IF;
 	PERFORM jq._finish(ARRAY[p_id], ARRAY['succeeded'], ARRAY[p_result], ARRAY[NULL::text],
@@ -552,13 +561,13 @@ END
 $$;
 
 CREATE FUNCTION jq._jq_fail(p_caller oid, p_is_admin boolean, p_id bigint, p_error text,
-							p_retry boolean)
+							p_retry boolean, p_attempt integer)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	j jq.job := jq._leased_job(p_caller, p_is_admin, p_id);
+	j jq.job := jq._leased_job(p_caller, p_is_admin, p_id, p_attempt);
 	next_retry timestamptz;
 BEGIN
 	IF j.id IS NULL THEN
@@ -575,7 +584,8 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION jq._jq_heartbeat(p_caller oid, p_is_admin boolean, p_id bigint, p_lease interval)
+CREATE FUNCTION jq._jq_heartbeat(p_caller oid, p_is_admin boolean, p_id bigint, p_lease interval,
+								 p_attempt integer)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -587,7 +597,7 @@ BEGIN
 		RAISE EXCEPTION 'lease must be a positive interval'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF (jq._leased_job(p_caller, p_is_admin, p_id)).id IS NULL THEN
+	IF (jq._leased_job(p_caller, p_is_admin, p_id, p_attempt)).id IS NULL THEN
 		RETURN NULL;
 	END IF;
 	UPDATE jq.job SET lease_expires_at = clock_timestamp() + p_lease

@@ -369,8 +369,8 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(result);
 }
 
-#if PG_VERSION_NUM < 150000
-/* PostgreSQL 15 added this; older versions build the tuplestore by hand. */
+#if PG_VERSION_NUM < 150001
+/* PostgreSQL 15.1 added this; older versions build the tuplestore by hand. */
 static void
 InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 {
