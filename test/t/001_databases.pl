@@ -2,7 +2,8 @@
 # EXTENSION starts one within about a second without naming the database in
 # the configuration, DROP EXTENSION makes it leave, and commands that need a
 # database to themselves (CREATE DATABASE ... TEMPLATE, ALTER DATABASE ...
-# RENAME, DROP DATABASE) succeed while its workers run, even during a job.
+# RENAME, DROP DATABASE) succeed while its workers run, even during a job;
+# a role that may not run them cannot use them to stop the workers.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -184,6 +185,19 @@ ok( $node->poll_query_until(
 	'db1_copy: an executor is running the long job');
 is( $node->safe_psql('db1_copy', "SELECT state FROM jq_jobs WHERE id = $sleeper"),
 	'running', 'db1_copy: the long job is running');
+
+# a role that may not drop the database cannot stop its workers by trying
+my $copy_sched = scheduler_pid('db1_copy');
+$node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
+($ret, $stdout, $stderr) =
+  $node->psql('postgres', 'DROP DATABASE db1_copy', extra_params => [ '-U', 'intruder' ]);
+like($stderr, qr/must be owner of database db1_copy/,
+	'DROP DATABASE by a role that does not own it fails');
+is(scheduler_pid('db1_copy'), $copy_sched,
+	'db1_copy: the failed DROP left its scheduler alone');
+is( $node->safe_psql('db1_copy', "SELECT state FROM jq_jobs WHERE id = $sleeper"),
+	'running', 'db1_copy: and its long job still runs');
+
 my $copy_oid = $node->safe_psql('postgres',
 	"SELECT oid FROM pg_database WHERE datname = 'db1_copy'");
 my $log_offset = -s $node->logfile;
