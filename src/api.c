@@ -598,23 +598,41 @@ jq_request_cancel(PG_FUNCTION_ARGS)
 	int64		token = PG_GETARG_INT64(0);
 	int64		job_id = PG_GETARG_INT64(1);
 	bool		found = false;
+	bool		full = false;
 
 	if (jq_shared == NULL)
 		PG_RETURN_BOOL(false);
 
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < jq_max_executors; i++)
+	for (int i = 0; i < jq_max_executors && !found; i++)
 	{
 		JqExecutor *e = &jq_shared->executors[i];
+		int			free_entry = -1;
 
 		if (e->dboid != MyDatabaseId || e->token != token || e->pid == 0)
 			continue;
-		e->cancel_job = job_id;
+		found = true;
+		for (int c = 0; c < JQ_MAX_CANCELS && free_entry < 0; c++)
+		{
+			if (e->cancel_jobs[c] == job_id || e->cancel_jobs[c] == 0)
+				free_entry = c;
+		}
+		if (free_entry < 0)
+		{
+			full = true;
+			break;
+		}
+		e->cancel_jobs[free_entry] = job_id;
 		if (e->current_job == job_id)
 			kill(e->pid, SIGINT);
-		found = true;
-		break;
 	}
 	LWLockRelease(jq_shared->lock);
+
+	if (full)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many cancellations are pending for the executor running job %lld",
+						(long long) job_id),
+				 errhint("Try again once the executor has finished its current jobs.")));
 	PG_RETURN_BOOL(found);
 }

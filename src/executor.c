@@ -80,7 +80,7 @@ exe_attach(const JqExecutorStart *start)
 		exe_slot->latch = MyLatch;
 		exe_slot->token = token;
 		exe_slot->current_job = 0;
-		exe_slot->cancel_job = 0;
+		memset((void *) exe_slot->cancel_jobs, 0, sizeof(exe_slot->cancel_jobs));
 	}
 	LWLockRelease(jq_shared->lock);
 	if (!mine)
@@ -93,6 +93,20 @@ exe_set_idle(bool idle)
 {
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 	exe_slot->idle = idle;
+	LWLockRelease(jq_shared->lock);
+}
+
+/*
+ * Before looking for work: mark the executor idle, so that commits wake it,
+ * and forget cancellations meant for the jobs of its previous claim (those
+ * for the next one can only come once it has claimed them).
+ */
+static void
+exe_before_claim(void)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	exe_slot->idle = true;
+	memset((void *) exe_slot->cancel_jobs, 0, sizeof(exe_slot->cancel_jobs));
 	LWLockRelease(jq_shared->lock);
 }
 
@@ -336,7 +350,7 @@ exe_run_batch(JqJob *jobs, int n)
 		}
 
 		exe_set_current(job->id);
-		if (exe_slot->cancel_job == job->id)
+		if (jq_cancel_requested(exe_slot, job->id))
 		{
 			job->outcome = JQ_OUTCOME_CANCELLED;
 			job->started = job->finished = GetCurrentTimestamp();
@@ -394,7 +408,7 @@ jq_executor_main(Datum main_arg)
 		}
 
 		MemoryContextReset(exe_batch_cxt);
-		exe_set_idle(true);
+		exe_before_claim();
 		n = exe_claim(&jobs);
 		if (n == 0)
 		{

@@ -26,6 +26,9 @@
 /* databases the launcher can track at once */
 #define JQ_MAX_DATABASES	256
 
+/* cancellations an executor can hold for the jobs of one claim */
+#define JQ_MAX_CANCELS		16
+
 /* settings (guc.c) */
 typedef enum JqNotifyMode
 {
@@ -86,7 +89,8 @@ typedef struct JqExecutor
 	bool		idle;			/* waiting for work; wake it to claim */
 	int64		token;			/* marks the jobs it claimed (executor_token) */
 	int64		current_job;	/* job it is running now, or 0 */
-	int64		cancel_job;		/* job a jq_cancel asked it to stop, or 0 */
+	/* jobs of its current claim that jq_cancel asked it to stop; 0: free */
+	int64		cancel_jobs[JQ_MAX_CANCELS];
 } JqExecutor;
 
 typedef struct JqShared
@@ -116,6 +120,7 @@ extern void jq_wake_scheduler(Oid dboid, TimestampTz when);
 extern void jq_stop_database_workers(Oid dboid, bool block);
 extern void jq_unblock_database(Oid dboid);
 extern void jq_recheck_database(Oid dboid);
+extern bool jq_cancel_requested(volatile JqExecutor *slot, int64 job_id);
 
 /* wakeup.c: commit-time wakeups and NOTIFY */
 extern void jq_wakeup_init(void);

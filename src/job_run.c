@@ -129,7 +129,7 @@ job_execute(JqJob *job, volatile JqExecutor *slot, MemoryContext resultcxt)
 	/* a cancel that arrived before this job is not meant for it */
 	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
-	if (slot->cancel_job == job->id)
+	if (jq_cancel_requested(slot, job->id))
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("canceling job %lld on request", (long long) job->id)));
@@ -227,7 +227,7 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 								  job->timeout_ms);
 		}
 		else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-				 slot->cancel_job == job->id)
+				 jq_cancel_requested(slot, job->id))
 			job->outcome = JQ_OUTCOME_CANCELLED;
 		else
 		{

@@ -263,7 +263,7 @@ sched_start_executor(void)
 			e->idle = false;
 			e->token = 0;
 			e->current_job = 0;
-			e->cancel_job = 0;
+			memset(e->cancel_jobs, 0, sizeof(e->cancel_jobs));
 			sched_generations[i] = e->generation;
 			slotno = i;
 			break;

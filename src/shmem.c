@@ -143,6 +143,18 @@ jq_wake_executor(Oid dboid, int skip_slot)
 	LWLockRelease(jq_shared->lock);
 }
 
+/* Whether jq_cancel asked an executor to stop a job; read without the lock. */
+bool
+jq_cancel_requested(volatile JqExecutor *slot, int64 job_id)
+{
+	for (int i = 0; i < JQ_MAX_CANCELS; i++)
+	{
+		if (slot->cancel_jobs[i] == job_id)
+			return true;
+	}
+	return false;
+}
+
 /* Wake the scheduler of a database if its timer would fire after "when". */
 void
 jq_wake_scheduler(Oid dboid, TimestampTz when)

@@ -158,3 +158,23 @@ SELECT wait_for_jobs();
 SELECT state, attempts, last_error, finished_at - started_at < interval '10 seconds' AS stopped_early
 FROM jq_jobs WHERE id = :long;
 SELECT count(*) FROM effects WHERE job = 'cancelled';
+
+-- several jobs of one executor's claim can be cancelled before they start
+SELECT jq_enqueue_bulk(ARRAY['SELECT pg_sleep(1)',
+							 $$INSERT INTO effects (job) VALUES ('claimed 1')$$,
+							 $$INSERT INTO effects (job) VALUES ('claimed 2')$$]) AS claim \gset
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN EXISTS (SELECT FROM jq_jobs WHERE state = 'running' AND command LIKE 'SELECT pg_sleep(1)');
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+SELECT count(*) AS claimed_together FROM jq_jobs
+WHERE id = ANY (:'claim'::bigint[]) AND state = 'running';
+SELECT jq_cancel(id) FROM unnest(:'claim'::bigint[]) WITH ORDINALITY AS c(id, n) WHERE n > 1 ORDER BY n;
+SELECT wait_for_jobs(:'claim'::bigint[]);
+SELECT c.n, j.state FROM unnest(:'claim'::bigint[]) WITH ORDINALITY AS c(id, n)
+JOIN jq_jobs j USING (id) ORDER BY c.n;
+SELECT count(*) FROM effects WHERE job LIKE 'claimed%';
