@@ -40,8 +40,8 @@
 #define JQ_MAX_ATTEMPTS_MAX 1000
 
 /* The owner of schema jq, who owns every internal object. */
-Oid
-jq_extension_owner(void)
+static Oid
+api_extension_owner(void)
 {
 	Oid			nsp = get_namespace_oid("jq", false);
 	HeapTuple	tup;
@@ -74,7 +74,7 @@ jq_prepare(const char *sql, int nargs, Oid *types)
 void
 jq_as_owner(JqUserContext *ctx)
 {
-	Oid			owner = jq_extension_owner();
+	Oid			owner = api_extension_owner();
 
 	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
 	SetUserIdAndSecContext(owner,
@@ -398,7 +398,6 @@ typedef struct ApiCall
 	SPIPlanPtr	plan;
 	int			nargs;			/* the caller's arguments */
 	bool		retset;
-	Oid			rettype;
 	int16		typlen;
 	bool		typbyval;
 } ApiCall;
@@ -462,7 +461,6 @@ api_call_get(Oid fn_oid)
 	call->plan = plan;
 	call->nargs = nargs;
 	call->retset = retset;
-	call->rettype = rettype;
 	get_typlenbyval(rettype, &call->typlen, &call->typbyval);
 	return call;
 }

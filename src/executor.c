@@ -156,9 +156,9 @@ static const char *const exe_claim_sql =
 "		executor_token = $1, lease_owner = 'in-server executor' "
 "	FROM pick "
 "	WHERE j.id = pick.id "
-"	RETURNING j.id, j.command, j.owner, j.timeout, j.attempts, j.priority, j.run_at "
+"	RETURNING j.id, j.command, j.owner, j.timeout, j.priority, j.run_at "
 ") "
-"SELECT c.id, c.command, c.owner, c.timeout, c.attempts "
+"SELECT c.id, c.command, c.owner, c.timeout "
 "FROM claimed c "
 "ORDER BY c.priority, c.run_at, c.id";
 
@@ -220,7 +220,6 @@ exe_claim(JqJob **jobs)
 		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		timeout = SPI_getbinval(tup, desc, 4, &isnull);
 		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(timeout));
-		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 
 	SPI_finish();

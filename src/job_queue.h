@@ -155,7 +155,6 @@ typedef struct JqJob
 	char	   *command;
 	Oid			owner;
 	int64		timeout_ms;		/* 0: none */
-	int			attempt;
 	/* filled by jq_run_job */
 	JqOutcome	outcome;
 	char	   *result;			/* JSON text of the last statement's rows, or NULL */
@@ -173,7 +172,6 @@ extern void jq_run_job(JqJob *job, volatile JqExecutor *slot);
 extern void jq_utility_init(void);
 
 /* api.c */
-extern Oid	jq_extension_owner(void);
 extern struct _SPI_plan *jq_prepare(const char *sql, int nargs, Oid *types);
 
 /* Switch to the extension owner for internal SPI work; restore with jq_as_caller. */
