@@ -34,6 +34,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every object depends on the shared header
+$(OBJS): src/job_queue.h
+
 # the TAP tests' shared module
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
@@ -42,7 +45,6 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 demo:
 	test/demo.sh
 
-# installcheck runs pg_regress and isolation tests on temporary instances,
-# then the TAP tests
+# figures for the README's performance table
 bench:
 	test/bench/bench.sh

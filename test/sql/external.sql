@@ -74,6 +74,7 @@ BEGIN
 	FOR i IN 1..200 LOOP
 		EXIT WHEN EXISTS (SELECT FROM jq_dequeue('lease', 1, '1 minute'));
 		PERFORM pg_sleep(0.05);
+		COMMIT;	-- jq_dequeue takes jobs due by the start of its transaction
 	END LOOP;
 END
 $$;
