@@ -9,6 +9,8 @@ OBJS = \
 	src/job_run.o \
 	src/launcher.o \
 	src/scheduler.o \
+	src/shell_job.o \
+	src/shell_run.o \
 	src/shmem.o \
 	src/utility.o \
 	src/wakeup.o
@@ -35,7 +37,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on the shared header
-$(OBJS): src/job_queue.h
+$(OBJS): src/job_queue.h src/shell_run.h
 
 # the TAP tests' shared module
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
@@ -48,3 +50,12 @@ demo:
 # figures for the README's performance table
 bench:
 	test/bench/bench.sh
+
+# jq_worker, the external worker program, is built and installed with the extension
+all: worker-all
+install: worker-install
+uninstall: worker-uninstall
+clean: worker-clean
+.PHONY: worker-all worker-install worker-uninstall worker-clean
+worker-all worker-install worker-uninstall worker-clean: worker-%:
+	$(MAKE) -C worker $* PG_CONFIG='$(PG_CONFIG)'

@@ -19,6 +19,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -30,6 +31,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -71,6 +73,13 @@ jq_prepare(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
+/* Whether a role may run programs as the server's operating-system user. */
+bool
+jq_may_run_shell(Oid role)
+{
+	return superuser_arg(role) || has_privs_of_role(role, ROLE_PG_EXECUTE_SERVER_PROGRAM);
+}
+
 void
 jq_as_owner(JqUserContext *ctx)
 {
@@ -91,7 +100,7 @@ jq_as_caller(JqUserContext *ctx)
  * jq_enqueue and jq_enqueue_bulk
  * --------------------------------------------------------------------- */
 
-/* The arguments after the command(s), checked and with defaults applied. */
+/* The arguments that say how to run the job(s), checked and with defaults applied. */
 typedef struct EnqueueArgs
 {
 	text	   *queue;
@@ -100,6 +109,12 @@ typedef struct EnqueueArgs
 	int32		max_attempts;
 	Datum		timeout;		/* Interval, when has_timeout */
 	bool		has_timeout;
+	text	   *kind;
+	JqJobKind	kind_id;
+	/* shell jobs only: NULL when not given */
+	ArrayType  *argv;
+	Jsonb	   *env;
+	text	   *working_dir;
 } EnqueueArgs;
 
 static void
@@ -111,19 +126,25 @@ enqueue_check_not_null(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errmsg("%s must not be null", name)));
 }
 
-static void
-enqueue_check_command(text *command)
+static bool
+enqueue_is_blank(text *t)
 {
-	char	   *p = VARDATA_ANY(command);
-	char	   *end = p + VARSIZE_ANY_EXHDR(command);
+	char	   *p = VARDATA_ANY(t);
+	char	   *end = p + VARSIZE_ANY_EXHDR(t);
 
 	while (p < end && isspace((unsigned char) *p))
 		p++;
-	if (p == end)
+	return p == end;
+}
+
+static void
+enqueue_check_command(text *command)
+{
+	if (enqueue_is_blank(command))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("job command must not be empty"),
-				 errhint("Pass the SQL the job should run, for example 'SELECT 1'.")));
+				 errhint("Pass the SQL or the shell command line the job should run.")));
 }
 
 static void
@@ -149,24 +170,57 @@ enqueue_check_queue(text *queue)
 	pfree(name);
 }
 
-static void
-enqueue_read_args(FunctionCallInfo fcinfo, EnqueueArgs *args)
+/*
+ * Shell jobs run programs as the server's operating-system user: only roles
+ * that may run server programs (COPY ... FROM PROGRAM) may enqueue them.
+ * The executor checks again before it runs one.
+ */
+static JqJobKind
+enqueue_check_kind(text *kind)
 {
-	enqueue_check_not_null(fcinfo, 1, "queue");
-	enqueue_check_not_null(fcinfo, 2, "priority");
-	args->queue = PG_GETARG_TEXT_PP(1);
-	enqueue_check_queue(args->queue);
-	args->priority = PG_GETARG_INT32(2);
+	char	   *name = text_to_cstring(kind);
+	JqJobKind	kind_id = JQ_KIND_SQL;
 
-	args->run_at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp()
-		: PG_GETARG_TIMESTAMPTZ(3);
+	if (strcmp(name, "shell") == 0)
+	{
+		if (!jq_may_run_shell(GetUserId()))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to enqueue shell jobs"),
+					 errdetail("Only superusers and roles with privileges of the \"pg_execute_server_program\" role may enqueue shell jobs.")));
+		kind_id = JQ_KIND_SHELL;
+	}
+	else if (strcmp(name, "sql") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown job kind \"%s\"", name),
+				 errhint("The kinds of jobs are sql and shell.")));
+	pfree(name);
+	return kind_id;
+}
+
+/*
+ * Read the arguments from queue on: queue, priority, run_at, max_attempts,
+ * timeout, in that order from argument first.
+ */
+static void
+enqueue_read_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
+{
+	enqueue_check_not_null(fcinfo, first, "queue");
+	enqueue_check_not_null(fcinfo, first + 1, "priority");
+	args->queue = PG_GETARG_TEXT_PP(first);
+	enqueue_check_queue(args->queue);
+	args->priority = PG_GETARG_INT32(first + 1);
+
+	args->run_at = PG_ARGISNULL(first + 2) ? GetCurrentTransactionStartTimestamp()
+		: PG_GETARG_TIMESTAMPTZ(first + 2);
 	if (TIMESTAMP_NOT_FINITE(args->run_at))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("run_at must be a finite timestamp")));
 
-	args->max_attempts = PG_ARGISNULL(4) ? jq_default_max_attempts
-		: PG_GETARG_INT32(4);
+	args->max_attempts = PG_ARGISNULL(first + 3) ? jq_default_max_attempts
+		: PG_GETARG_INT32(first + 3);
 	if (args->max_attempts < 1 || args->max_attempts > JQ_MAX_ATTEMPTS_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -174,9 +228,9 @@ enqueue_read_args(FunctionCallInfo fcinfo, EnqueueArgs *args)
 				 errhint("Pass NULL to use jq.default_max_attempts (%d).",
 						 jq_default_max_attempts)));
 
-	if (!PG_ARGISNULL(5))
+	if (!PG_ARGISNULL(first + 4))
 	{
-		Interval   *iv = PG_GETARG_INTERVAL_P(5);
+		Interval   *iv = PG_GETARG_INTERVAL_P(first + 4);
 
 		if (iv->month < 0 || iv->day < 0 || iv->time < 0 ||
 			(iv->month == 0 && iv->day == 0 && iv->time == 0))
@@ -199,7 +253,19 @@ enqueue_read_args(FunctionCallInfo fcinfo, EnqueueArgs *args)
 		args->has_timeout = false;
 }
 
-#define ENQUEUE_NARGS 8
+/* The kind, from argument argno of jq_enqueue and jq_enqueue_bulk. */
+static void
+enqueue_read_kind(FunctionCallInfo fcinfo, int argno, EnqueueArgs *args)
+{
+	enqueue_check_not_null(fcinfo, argno, "kind");
+	args->kind = PG_GETARG_TEXT_PP(argno);
+	args->kind_id = enqueue_check_kind(args->kind);
+	args->argv = NULL;
+	args->env = NULL;
+	args->working_dir = NULL;
+}
+
+#define ENQUEUE_NARGS 12
 
 /*
  * Insert the jobs: $2 and $3 are a command and a payload, or arrays of them
@@ -210,7 +276,8 @@ enqueue_plan(bool bulk)
 {
 	static SPIPlanPtr plans[2];
 	Oid			types[ENQUEUE_NARGS] = {TEXTOID, TEXTOID, JSONBOID, INT4OID,
-		TIMESTAMPTZOID, INT4OID, INTERVALOID, OIDOID};
+		TIMESTAMPTZOID, INT4OID, INTERVALOID, OIDOID, TEXTOID, TEXTARRAYOID, JSONBOID,
+	TEXTOID};
 	const char *sql;
 
 	if (plans[bulk])
@@ -221,8 +288,8 @@ enqueue_plan(bool bulk)
 		types[1] = TEXTARRAYOID;
 		types[2] = get_array_type(JSONBOID);
 		sql = "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
-			" max_attempts, timeout, owner)"
-			" SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8"
+			" max_attempts, timeout, owner, kind, argv, env, working_dir)"
+			" SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8, $9, $10, $11, $12"
 			" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
 			" WITH ORDINALITY AS c(command, payload, n)"
 			" ORDER BY c.n"
@@ -230,18 +297,21 @@ enqueue_plan(bool bulk)
 	}
 	else
 		sql = "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
-			" max_attempts, timeout, owner)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+			" max_attempts, timeout, owner, kind, argv, env, working_dir)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 			" RETURNING id";
 
 	plans[bulk] = jq_prepare(sql, ENQUEUE_NARGS, types);
 	return plans[bulk];
 }
 
-/* Run the insert as the extension owner; the caller becomes the jobs' owner. */
+/*
+ * Run the insert as the extension owner; the caller becomes the jobs' owner.
+ * A NULL command is an argv job's.
+ */
 static void
-enqueue_insert(bool bulk, Datum commands, Datum payloads, bool payloads_null,
-			   EnqueueArgs *args)
+enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
+			   bool payloads_null, EnqueueArgs *args)
 {
 	Datum		values[ENQUEUE_NARGS];
 	char		nulls[ENQUEUE_NARGS];
@@ -251,6 +321,7 @@ enqueue_insert(bool bulk, Datum commands, Datum payloads, bool payloads_null,
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = PointerGetDatum(args->queue);
 	values[1] = commands;
+	nulls[1] = commands_null ? 'n' : ' ';
 	values[2] = payloads;
 	nulls[2] = payloads_null ? 'n' : ' ';
 	values[3] = Int32GetDatum(args->priority);
@@ -259,6 +330,13 @@ enqueue_insert(bool bulk, Datum commands, Datum payloads, bool payloads_null,
 	values[6] = args->timeout;
 	nulls[6] = args->has_timeout ? ' ' : 'n';
 	values[7] = ObjectIdGetDatum(GetUserId());
+	values[8] = PointerGetDatum(args->kind);
+	values[9] = PointerGetDatum(args->argv);
+	nulls[9] = args->argv ? ' ' : 'n';
+	values[10] = PointerGetDatum(args->env);
+	nulls[10] = args->env ? ' ' : 'n';
+	values[11] = PointerGetDatum(args->working_dir);
+	nulls[11] = args->working_dir ? ' ' : 'n';
 
 	jq_as_owner(&ctx);
 	ret = SPI_execute_plan(enqueue_plan(bulk), values, nulls, false, 0);
@@ -266,49 +344,154 @@ enqueue_insert(bool bulk, Datum commands, Datum payloads, bool payloads_null,
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert job: %s", SPI_result_code_string(ret));
 
-	jq_wake_at_commit_for(args->run_at);
+	jq_wake_at_commit_for(args->run_at, JQ_KIND_BIT(args->kind_id));
 	jq_notify_enqueued(args->queue);
 }
 
+/* Insert one job and return its id. */
 static int64
-enqueue_returned_id(uint64 row)
+enqueue_one(Datum command, bool command_null, Datum payload, bool payload_null,
+			EnqueueArgs *args)
 {
 	bool		isnull;
+	int64		id;
 
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_connect();
+	enqueue_insert(false, command, command_null, payload, payload_null, args);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									 &isnull));
+	SPI_finish();
+	return id;
 }
 
 PG_FUNCTION_INFO_V1(jq_enqueue);
 
 /*
  * jq_enqueue(command, queue, priority, run_at, max_attempts, timeout,
- *			  payload) returns bigint
+ *			  payload, kind) returns bigint
  */
 Datum
 jq_enqueue(PG_FUNCTION_ARGS)
 {
 	EnqueueArgs args;
-	int64		id;
 
 	enqueue_check_not_null(fcinfo, 0, "command");
 	enqueue_check_command(PG_GETARG_TEXT_PP(0));
-	enqueue_read_args(fcinfo, &args);
+	enqueue_read_args(fcinfo, 1, &args);
+	enqueue_read_kind(fcinfo, 7, &args);
 
-	SPI_connect();
-	enqueue_insert(false, PG_GETARG_DATUM(0), PG_GETARG_DATUM(6), PG_ARGISNULL(6),
-				   &args);
-	id = enqueue_returned_id(0);
-	SPI_finish();
+	PG_RETURN_INT64(enqueue_one(PG_GETARG_DATUM(0), false,
+								PG_GETARG_DATUM(6), PG_ARGISNULL(6), &args));
+}
 
-	PG_RETURN_INT64(id);
+/* A program and its arguments: a non-empty list of strings, the program not blank. */
+static void
+enqueue_check_argv(ArrayType *argv)
+{
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+
+	if (ARR_NDIM(argv) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("argv must be a one-dimensional, non-empty array"),
+				 errhint("Pass the program first, then its arguments: ARRAY['ls', '-l'].")));
+	deconstruct_array(argv, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (elem_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argv[%d] must not be null", i + 1)));
+	}
+	if (enqueue_is_blank(DatumGetTextPP(elems[0])))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("argv[1], the program to run, must not be empty")));
+}
+
+/* Environment variables: a JSON object whose keys are names and whose values are strings. */
+static void
+enqueue_check_env(Jsonb *env)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(env))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("env must be a JSON object"),
+				 errhint("Pass the variables as names and string values: '{\"LANG\": \"C\"}'.")));
+
+	it = JsonbIteratorInit(&env->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *name = pnstrdup(v.val.string.val, v.val.string.len);
+			bool		ok = v.val.string.len > 0 && !isdigit((unsigned char) name[0]);
+
+			for (int i = 0; ok && i < v.val.string.len; i++)
+				ok = isalnum((unsigned char) name[i]) || name[i] == '_';
+			if (!ok)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid environment variable name \"%s\"", name),
+						 errdetail("A name has letters, digits and \"_\", and does not start with a digit.")));
+		}
+		else if (tok == WJB_VALUE && v.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the values in env must be strings"),
+					 errhint("Quote numbers and booleans: '{\"THREADS\": \"4\"}'.")));
+	}
+}
+
+PG_FUNCTION_INFO_V1(jq_enqueue_shell);
+
+/*
+ * jq_enqueue_shell(command, argv, env, working_dir, queue, priority, run_at,
+ *					max_attempts, timeout, payload) returns bigint
+ */
+Datum
+jq_enqueue_shell(PG_FUNCTION_ARGS)
+{
+	EnqueueArgs args;
+
+	if (PG_ARGISNULL(0) == PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pass either command or argv"),
+				 errhint("command is a command line run by /bin/sh -c; argv is a program and its arguments, run without a shell.")));
+	if (!PG_ARGISNULL(0))
+		enqueue_check_command(PG_GETARG_TEXT_PP(0));
+	enqueue_read_args(fcinfo, 4, &args);
+	args.kind = cstring_to_text("shell");
+	args.kind_id = enqueue_check_kind(args.kind);
+
+	args.argv = PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1);
+	if (args.argv)
+		enqueue_check_argv(args.argv);
+	args.env = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	if (args.env)
+		enqueue_check_env(args.env);
+	args.working_dir = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	if (args.working_dir && text_to_cstring(args.working_dir)[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("working_dir must be an absolute path")));
+
+	PG_RETURN_INT64(enqueue_one(PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+								PG_GETARG_DATUM(9), PG_ARGISNULL(9), &args));
 }
 
 PG_FUNCTION_INFO_V1(jq_enqueue_bulk);
 
 /*
  * jq_enqueue_bulk(commands[], queue, priority, run_at, max_attempts, timeout,
- *				   payloads[]) returns bigint[]
+ *				   payloads[], kind) returns bigint[]
  */
 Datum
 jq_enqueue_bulk(PG_FUNCTION_ARGS)
@@ -349,18 +532,23 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 					 errmsg("payloads must have one element per command"),
 					 errhint("Pass NULL for jobs without payload.")));
 	}
-	enqueue_read_args(fcinfo, &args);
+	enqueue_read_args(fcinfo, 1, &args);
+	enqueue_read_kind(fcinfo, 7, &args);
 
 	if (n == 0)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
 
 	SPI_connect();
-	enqueue_insert(true, PG_GETARG_DATUM(0), PG_GETARG_DATUM(6), PG_ARGISNULL(6),
+	enqueue_insert(true, PG_GETARG_DATUM(0), false, PG_GETARG_DATUM(6), PG_ARGISNULL(6),
 				   &args);
 	/* the result outlives SPI_finish */
 	ids = MemoryContextAlloc(callercxt, sizeof(Datum) * SPI_processed);
 	for (uint64 i = 0; i < SPI_processed; i++)
-		ids[i] = Int64GetDatum(enqueue_returned_id(i));
+	{
+		bool		isnull;
+
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	}
 	MemoryContextSwitchTo(callercxt);
 	result = construct_array(ids, (int) SPI_processed, INT8OID, sizeof(int64),
 							 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);

@@ -1,20 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * executor.c
- *	  The executor background worker: claims batches of ready jobs and
- *	  runs them.
+ *	  The executor background worker: claims ready jobs and runs them.
  *
  * A database's scheduler starts its executors and hands each one a slot
- * in shared memory.  An executor loops:
+ * in shared memory, which says the kind of jobs it runs.  An executor
+ * loops:
  *
- *	 1. mark itself idle, then claim up to jq.batch_size ready jobs in a
- *		transaction of their own: the claim, and the attempt it counts,
- *		are committed before any job runs;
+ *	 1. mark itself idle, then claim ready jobs of its kind in a transaction
+ *		of their own: the claim, and the attempt it counts, are committed
+ *		before any job runs;
  *	 2. with nothing to claim, sleep on its latch until a commit that made
  *		a job runnable, the scheduler, or a signal wakes it;
- *	 3. otherwise run the jobs one by one (job_run.c) in one transaction,
+ *	 3. otherwise run them.  An SQL executor claims up to jq.batch_size
+ *		jobs and runs them one by one (job_run.c) in one transaction,
  *		committing them with their outcome whenever the transaction is
- *		jq.batch_time old, and at the end.
+ *		jq.batch_time old, and at the end.  A shell executor claims one job,
+ *		runs it outside any transaction (shell_job.c), then records its
+ *		outcome.
+ *
+ * Jobs of queues marked external_only are left to external workers.
  *
  * The slot tells the scheduler which job was running should the executor
  * die; its token marks, in jq.job, every job it claimed.
@@ -129,16 +134,19 @@ exe_leave(void)
 }
 
 /*
- * Claim up to $2 ready jobs for token $1, in claim order.  A job on its
- * second or later attempt is claimed alone, so that a job that crashes its
- * executor cannot charge attempts to healthy jobs more than once.  This is
- * the executors' hot path, so it is a statement of its own, planned once.
+ * Claim up to $2 ready jobs of kind $3 for token $1, in claim order.  A job
+ * on its second or later attempt is claimed alone, so that a job that
+ * crashes its executor cannot charge attempts to healthy jobs more than
+ * once.  A shell job gets its environment: its own variables, then those
+ * that tell it which job it is.  This is the executors' hot path, so it is
+ * a statement of its own, planned once.
  */
 static const char *const exe_claim_sql =
 "WITH candidate AS ( "
 "	SELECT j.id, j.attempts > 0 AS retry, j.priority, j.run_at "
 "	FROM jq.job j "
-"	WHERE j.state = 'ready' AND j.run_at <= pg_catalog.now() "
+"	WHERE j.state = 'ready' AND j.run_at <= pg_catalog.now() AND j.kind = $3 "
+"	  AND NOT EXISTS (SELECT FROM jq.queue q WHERE q.name = j.queue AND q.external_only) "
 "	ORDER BY j.priority, j.run_at, j.id "
 "	LIMIT $2 "
 "	FOR UPDATE SKIP LOCKED "
@@ -156,9 +164,20 @@ static const char *const exe_claim_sql =
 "		executor_token = $1, lease_owner = 'in-server executor' "
 "	FROM pick "
 "	WHERE j.id = pick.id "
-"	RETURNING j.id, j.command, j.owner, j.timeout, j.priority, j.run_at "
+"	RETURNING j.id, j.command, j.owner, j.timeout, j.priority, j.run_at, j.kind, "
+"		j.argv, j.env, j.working_dir, j.queue, j.payload, j.attempts, j.max_attempts "
 ") "
-"SELECT c.id, c.command, c.owner, c.timeout "
+"SELECT c.id, c.command, c.owner, c.timeout, c.argv, c.working_dir, "
+"	CASE WHEN c.kind = 'shell' THEN "
+"		ARRAY(SELECT e.key OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) e.value "
+"			  FROM pg_catalog.jsonb_each_text(c.env) e) "
+"		OPERATOR(pg_catalog.||) ARRAY['JQ_JOB_ID=' OPERATOR(pg_catalog.||) c.id, "
+"			'JQ_ATTEMPT=' OPERATOR(pg_catalog.||) c.attempts, "
+"			'JQ_MAX_ATTEMPTS=' OPERATOR(pg_catalog.||) c.max_attempts, "
+"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue] "
+"		OPERATOR(pg_catalog.||) ARRAY(SELECT 'JQ_PAYLOAD=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text "
+"									  WHERE c.payload IS NOT NULL) "
+"	END "
 "FROM claimed c "
 "ORDER BY c.priority, c.run_at, c.id";
 
@@ -169,12 +188,31 @@ exe_interval_ms(const Interval *iv)
 	return iv->time / 1000 + ((int64) iv->month * DAYS_PER_MONTH + iv->day) * SECS_PER_DAY * 1000;
 }
 
+/* A text[] as a NULL-terminated array of C strings, in the current context. */
+static char **
+exe_cstring_array(Datum array)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	char	  **strs;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	strs = palloc(sizeof(char *) * (n + 1));
+	for (int i = 0; i < n; i++)
+		strs[i] = nulls[i] ? pstrdup("") : TextDatumGetCString(elems[i]);
+	strs[n] = NULL;
+	return strs;
+}
+
 /* Claim jobs into exe_batch_cxt; returns how many. */
 static int
 exe_claim(JqJob **jobs)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[2];
+	static const char *const kind_names[] = {"sql", "shell"};
+	Datum		values[3];
 	int			ret;
 	int			n;
 
@@ -192,12 +230,13 @@ exe_claim(JqJob **jobs)
 
 	if (plan == NULL)
 	{
-		Oid			types[2] = {INT8OID, INT4OID};
+		Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
 
-		plan = jq_prepare(exe_claim_sql, 2, types);
+		plan = jq_prepare(exe_claim_sql, 3, types);
 	}
 	values[0] = Int64GetDatum(exe_slot->token);
-	values[1] = Int32GetDatum(jq_batch_size);
+	values[1] = Int32GetDatum(exe_slot->kind == JQ_KIND_SHELL ? 1 : jq_batch_size);
+	values[2] = CStringGetTextDatum(kind_names[exe_slot->kind]);
 	ret = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(ret));
@@ -209,17 +248,23 @@ exe_claim(JqJob **jobs)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		JqJob	   *job = &(*jobs)[i];
-		Datum		timeout;
+		Datum		d;
 		bool		isnull;
 		MemoryContext old;
 
 		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(d));
+
 		old = MemoryContextSwitchTo(exe_batch_cxt);
 		job->command = SPI_getvalue(tup, desc, 2);
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		job->argv = isnull ? NULL : exe_cstring_array(d);
+		job->working_dir = SPI_getvalue(tup, desc, 6);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		job->env = isnull ? NULL : exe_cstring_array(d);
 		MemoryContextSwitchTo(old);
-		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-		timeout = SPI_getbinval(tup, desc, 4, &isnull);
-		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(timeout));
 	}
 
 	SPI_finish();
@@ -265,7 +310,8 @@ static void
 exe_finish(JqJob *jobs, int n)
 {
 	static SPIPlanPtr plan = NULL;
-	static const char *const outcome_names[] = {"succeeded", "error", "cancelled"};
+	static const char *const outcome_names[] = {"succeeded", "error", "cancelled",
+	"rejected", "released"};
 	Datum		values[8];
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	char	  **outcomes = palloc(sizeof(char *) * n);
@@ -319,13 +365,24 @@ exe_finish(JqJob *jobs, int n)
 		elog(ERROR, "could not record job outcomes: %s", SPI_result_code_string(ret));
 	next_retry = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
-		jq_wake_at_commit_for(DatumGetTimestampTz(next_retry));
+		jq_wake_at_commit_for(DatumGetTimestampTz(next_retry), JQ_KIND_BIT(exe_slot->kind));
 
 	SPI_finish();
 	PopActiveSnapshot();
 }
 
-/* Run claimed jobs, committing at least every jq.batch_time. */
+/* Whether the job was cancelled before it could start; if so it ends cancelled. */
+static bool
+exe_cancelled_before_start(JqJob *job)
+{
+	if (!jq_cancel_requested(exe_slot, job->id))
+		return false;
+	job->outcome = JQ_OUTCOME_CANCELLED;
+	job->started = job->finished = GetCurrentTimestamp();
+	return true;
+}
+
+/* Run claimed SQL jobs, committing at least every jq.batch_time. */
 static void
 exe_run_batch(JqJob *jobs, int n)
 {
@@ -349,12 +406,7 @@ exe_run_batch(JqJob *jobs, int n)
 		}
 
 		exe_set_current(job->id);
-		if (jq_cancel_requested(exe_slot, job->id))
-		{
-			job->outcome = JQ_OUTCOME_CANCELLED;
-			job->started = job->finished = GetCurrentTimestamp();
-		}
-		else
+		if (!exe_cancelled_before_start(job))
 		{
 			MemoryContext old = MemoryContextSwitchTo(exe_batch_cxt);
 
@@ -367,6 +419,34 @@ exe_run_batch(JqJob *jobs, int n)
 	}
 	exe_finish(jobs + first_open, n - first_open);
 	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Run a shell job, then record its outcome.  A shutdown that cuts the job
+ * short is handled once the outcome (released) is recorded.
+ */
+static void
+exe_run_shell(JqJob *job)
+{
+	exe_set_current(job->id);
+	if (!exe_cancelled_before_start(job))
+	{
+		MemoryContext old = MemoryContextSwitchTo(exe_batch_cxt);
+
+		pgstat_report_activity(STATE_RUNNING, job->command ? job->command : job->argv[0]);
+		jq_run_shell_job(job, exe_slot);
+		MemoryContextSwitchTo(old);
+	}
+
+	HOLD_INTERRUPTS();
+	StartTransactionCommand();
+	exe_finish(job, 1);
+	if (job->outcome == JQ_OUTCOME_RELEASED)
+		jq_wake_at_commit_for(GetCurrentTimestamp(), JQ_KIND_BIT(JQ_KIND_SHELL));
+	CommitTransactionCommand();
+	RESUME_INTERRUPTS();
+	exe_set_current(0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -385,7 +465,10 @@ jq_executor_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(start.dboid, InvalidOid, 0);
 	exe_attach(&start);
 	pgstat_report_appname("job_queue executor");
-	jq_job_run_init();
+	if (exe_slot->kind == JQ_KIND_SHELL)
+		jq_shell_job_init();
+	else
+		jq_job_run_init();
 
 	exe_batch_cxt = AllocSetContextCreate(TopMemoryContext, "job_queue batch",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -419,10 +502,13 @@ jq_executor_main(Datum main_arg)
 		exe_set_idle(false);
 
 		/* a full claim means more work is likely waiting: share it */
-		if (n == jq_batch_size)
-			jq_wake_executor(MyDatabaseId, exe_slotno);
+		if (exe_slot->kind == JQ_KIND_SHELL || n == jq_batch_size)
+			jq_wake_executor(MyDatabaseId, JQ_KIND_BIT(exe_slot->kind), exe_slotno);
 
-		exe_run_batch(jobs, n);
+		if (exe_slot->kind == JQ_KIND_SHELL)
+			exe_run_shell(jobs);
+		else
+			exe_run_batch(jobs, n);
 		pgstat_report_stat(false);
 	}
 }

@@ -25,6 +25,9 @@ int			jq_backoff_base_ms = 1000;
 int			jq_backoff_cap_ms = 60 * 60 * 1000;
 int			jq_history_retention_s = 7 * 24 * 60 * 60;
 int			jq_notify_mode = JQ_NOTIFY_AUTO;
+int			jq_shell_executors_per_database = 2;
+int			jq_shell_output_limit_kb = 64;
+int			jq_shell_kill_grace_ms = 5000;
 
 static const struct config_enum_entry jq_notify_options[] = {
 	{"off", JQ_NOTIFY_OFF, false},
@@ -76,6 +79,30 @@ jq_guc_init(bool preloading)
 							&jq_executors_per_database,
 							2, 0, 1024,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.shell_executors_per_database",
+							gettext_noop("Number of executors for shell jobs each database's scheduler keeps."),
+							gettext_noop("It bounds how many shell jobs run at once in a database; 0 leaves shell jobs to external workers."),
+							&jq_shell_executors_per_database,
+							2, 0, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.shell_output_limit",
+							gettext_noop("Output of a shell job kept per stream (stdout, stderr)."),
+							gettext_noop("Output beyond it is counted and dropped, and the result says it was truncated."),
+							&jq_shell_output_limit_kb,
+							64, 1, 64 * 1024,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.shell_kill_grace",
+							gettext_noop("Time a stopped shell job gets between SIGTERM and SIGKILL."),
+							NULL,
+							&jq_shell_kill_grace_ms,
+							5000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jq.batch_size",

@@ -5,7 +5,8 @@
  *
  * Process model: one launcher per cluster starts one scheduler per database
  * that has the extension; each scheduler keeps a pool of executors that run
- * SQL jobs.  They meet in the shared memory described below.
+ * SQL jobs, and a pool that runs shell jobs.  They meet in the shared memory
+ * described below.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +49,9 @@ extern int	jq_backoff_base_ms;
 extern int	jq_backoff_cap_ms;
 extern int	jq_history_retention_s;
 extern int	jq_notify_mode;
+extern int	jq_shell_executors_per_database;
+extern int	jq_shell_output_limit_kb;
+extern int	jq_shell_kill_grace_ms;
 
 extern void jq_guc_init(bool preloading);
 extern void jq_worker_settings(void);
@@ -79,16 +83,29 @@ typedef struct JqDatabase
 	uint32		recheck;		/* bumped by each request to look again */
 } JqDatabase;
 
+/* The kinds of jobs; an executor runs jobs of one kind. */
+typedef enum JqJobKind
+{
+	JQ_KIND_SQL,
+	JQ_KIND_SHELL
+} JqJobKind;
+
+#define JQ_NUM_KINDS 2
+#define JQ_KIND_BIT(kind)	(1 << (kind))
+#define JQ_KINDS_ALL		(JQ_KIND_BIT(JQ_KIND_SQL) | JQ_KIND_BIT(JQ_KIND_SHELL))
+
 /* One executor slot; the scheduler of dboid owns it until it frees it. */
 typedef struct JqExecutor
 {
 	Oid			dboid;			/* InvalidOid: free slot */
+	JqJobKind	kind;
 	uint32		generation;		/* bumped each time the slot is handed out */
 	pid_t		pid;			/* 0 until the executor has started */
 	Latch	   *latch;
 	bool		idle;			/* waiting for work; wake it to claim */
 	int64		token;			/* marks the jobs it claimed (executor_token) */
 	int64		current_job;	/* job it is running now, or 0 */
+	pid_t		shell_pgid;		/* process group of its running shell job, or 0 */
 	/* jobs of its current claim that jq_cancel asked it to stop; 0: free */
 	int64		cancel_jobs[JQ_MAX_CANCELS];
 } JqExecutor;
@@ -115,7 +132,7 @@ extern void jq_shmem_init(void);
 extern JqDatabase *jq_find_database(Oid dboid);
 extern JqDatabase *jq_get_database(Oid dboid);
 extern void jq_wake_launcher(void);
-extern void jq_wake_executor(Oid dboid, int skip_slot);
+extern void jq_wake_executor(Oid dboid, int kinds, int skip_slot);
 extern void jq_wake_scheduler(Oid dboid, TimestampTz when);
 extern void jq_stop_database_workers(Oid dboid, bool block);
 extern void jq_unblock_database(Oid dboid);
@@ -124,7 +141,7 @@ extern bool jq_cancel_requested(volatile JqExecutor *slot, int64 job_id);
 
 /* wakeup.c: commit-time wakeups and NOTIFY */
 extern void jq_wakeup_init(void);
-extern void jq_wake_at_commit_for(TimestampTz run_at);
+extern void jq_wake_at_commit_for(TimestampTz run_at, int kinds);
 extern void jq_notify_enqueued(text *queue);
 extern void jq_recheck_at_commit(void);
 extern void jq_wake_launcher_at_commit(void);
@@ -145,19 +162,25 @@ extern PGDLLEXPORT void jq_executor_main(Datum main_arg);
 typedef enum JqOutcome
 {
 	JQ_OUTCOME_SUCCEEDED,
-	JQ_OUTCOME_ERROR,
-	JQ_OUTCOME_CANCELLED
+	JQ_OUTCOME_ERROR,			/* retried while attempts remain */
+	JQ_OUTCOME_CANCELLED,
+	JQ_OUTCOME_REJECTED,		/* failed, not retried */
+	JQ_OUTCOME_RELEASED			/* cut short by a shutdown: ready again */
 } JqOutcome;
 
 typedef struct JqJob
 {
 	int64		id;
-	char	   *command;
+	char	   *command;		/* NULL for a shell job given as argv */
 	Oid			owner;
 	int64		timeout_ms;		/* 0: none */
-	/* filled by jq_run_job */
+	/* shell jobs */
+	char	  **argv;			/* NULL-terminated, or NULL */
+	char	  **env;			/* "NAME=value", NULL-terminated */
+	char	   *working_dir;
+	/* filled by jq_run_job or jq_run_shell_job */
 	JqOutcome	outcome;
-	char	   *result;			/* JSON text of the last statement's rows, or NULL */
+	char	   *result;			/* JSON text: the last statement's rows, or a shell job's output */
 	char	   *error;			/* error message, or NULL */
 	char	   *error_code;		/* its SQLSTATE */
 	bool		timed_out;
@@ -168,11 +191,16 @@ typedef struct JqJob
 extern void jq_job_run_init(void);
 extern void jq_run_job(JqJob *job, volatile JqExecutor *slot);
 
+/* shell_job.c: one shell job in a child process */
+extern void jq_shell_job_init(void);
+extern void jq_run_shell_job(JqJob *job, volatile JqExecutor *slot);
+
 /* utility.c */
 extern void jq_utility_init(void);
 
 /* api.c */
 extern struct _SPI_plan *jq_prepare(const char *sql, int nargs, Oid *types);
+extern bool jq_may_run_shell(Oid role);
 
 /* Switch to the extension owner for internal SPI work; restore with jq_as_caller. */
 typedef struct JqUserContext

@@ -6,7 +6,8 @@
  * The launcher starts one scheduler in each database that may have the
  * extension.  The scheduler first checks that it does (else it tells the
  * launcher and leaves), takes back jobs that executors of an earlier run
- * left "running", and then keeps jq.executors_per_database executors.
+ * left "running", and then keeps jq.executors_per_database executors for
+ * SQL jobs and jq.shell_executors_per_database for shell jobs.
  *
  * It sleeps on its latch and runs SQL only when woken: by a commit that
  * made a job due later than its timer, by an executor that exited, by a
@@ -218,6 +219,9 @@ sched_release_slot(int slotno, const char *reason)
 	{
 		token = e->token;
 		current_job = e->current_job;
+		/* a shell job's processes do not outlive the executor that ran them */
+		if (e->shell_pgid != 0)
+			kill(-e->shell_pgid, SIGKILL);
 		e->dboid = InvalidOid;
 	}
 	LWLockRelease(jq_shared->lock);
@@ -243,7 +247,7 @@ sched_adopt_leftovers(void)
 }
 
 static bool
-sched_start_executor(void)
+sched_start_executor(JqJobKind kind)
 {
 	BackgroundWorker worker;
 	JqExecutorStart start;
@@ -257,12 +261,14 @@ sched_start_executor(void)
 		if (e->dboid == InvalidOid)
 		{
 			e->dboid = MyDatabaseId;
+			e->kind = kind;
 			e->generation++;
 			e->pid = 0;
 			e->latch = NULL;
 			e->idle = false;
 			e->token = 0;
 			e->current_job = 0;
+			e->shell_pgid = 0;
 			memset(e->cancel_jobs, 0, sizeof(e->cancel_jobs));
 			sched_generations[i] = e->generation;
 			slotno = i;
@@ -300,19 +306,23 @@ sched_start_executor(void)
 }
 
 /*
- * Reap exited executors and keep the pool at its configured size.  Returns
- * false when an executor that should run could not be started yet.
+ * Reap exited executors and keep each kind's pool at its configured size.
+ * Returns false when an executor that should run could not be started yet.
  */
 static bool
 sched_manage_pool(void)
 {
-	int			wanted = jq_execute_in_server ? jq_executors_per_database : 0;
-	int			running = 0;
+	int			wanted[JQ_NUM_KINDS];
+	int			running[JQ_NUM_KINDS] = {0};
 	static bool warned = false;
 	static TimestampTz last_failure = 0;
 
+	wanted[JQ_KIND_SQL] = jq_execute_in_server ? jq_executors_per_database : 0;
+	wanted[JQ_KIND_SHELL] = jq_execute_in_server ? jq_shell_executors_per_database : 0;
+
 	for (int i = 0; i < jq_max_executors; i++)
 	{
+		JqJobKind	kind = jq_shared->executors[i].kind;
 		pid_t		pid;
 
 		if (sched_handles[i] == NULL)
@@ -324,28 +334,31 @@ sched_manage_pool(void)
 			sched_release_slot(i, "executor exited while running the job");
 			last_failure = GetCurrentTimestamp();
 		}
-		else if (running >= wanted)
+		else if (running[kind] >= wanted[kind])
 			TerminateBackgroundWorker(sched_handles[i]);
 		else
-			running++;
+			running[kind]++;
 	}
 
-	if (running < wanted &&
-		!TimestampDifferenceExceeds(last_failure, GetCurrentTimestamp(), SCHED_RETRY_START_MS))
-		return false;
-	while (running < wanted)
+	for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
 	{
-		if (!sched_start_executor())
-		{
-			last_failure = GetCurrentTimestamp();
-			if (!warned)
-				ereport(LOG,
-						(errmsg("job_queue could not start an executor for database %u", MyDatabaseId),
-						 errhint("Raise max_worker_processes or jq.max_executors, or lower jq.executors_per_database.")));
-			warned = true;
+		if (running[kind] < wanted[kind] &&
+			!TimestampDifferenceExceeds(last_failure, GetCurrentTimestamp(), SCHED_RETRY_START_MS))
 			return false;
+		while (running[kind] < wanted[kind])
+		{
+			if (!sched_start_executor((JqJobKind) kind))
+			{
+				last_failure = GetCurrentTimestamp();
+				if (!warned)
+					ereport(LOG,
+							(errmsg("job_queue could not start an executor for database %u", MyDatabaseId),
+							 errhint("Raise max_worker_processes or jq.max_executors, or lower jq.executors_per_database or jq.shell_executors_per_database.")));
+				warned = true;
+				return false;
+			}
+			running[kind]++;
 		}
-		running++;
 	}
 	warned = false;
 	return true;
@@ -419,7 +432,7 @@ jq_scheduler_main(Datum main_arg)
 				  sched_read_tick, &tick);
 
 		if (tick.due_now)
-			jq_wake_executor(MyDatabaseId, -1);
+			jq_wake_executor(MyDatabaseId, JQ_KINDS_ALL, -1);
 
 		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 		sched_db->next_wakeup = tick.has_next ? tick.next_event : DT_NOEND;

@@ -126,18 +126,19 @@ jq_wake_launcher(void)
  * causes.
  */
 void
-jq_wake_executor(Oid dboid, int skip_slot)
+jq_wake_executor(Oid dboid, int kinds, int skip_slot)
 {
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < jq_max_executors; i++)
+	for (int i = 0; i < jq_max_executors && kinds != 0; i++)
 	{
 		JqExecutor *e = &jq_shared->executors[i];
 
-		if (i != skip_slot && e->dboid == dboid && e->idle && e->latch)
+		if (i != skip_slot && e->dboid == dboid && e->idle && e->latch &&
+			(kinds & JQ_KIND_BIT(e->kind)))
 		{
 			e->idle = false;
 			SetLatch(e->latch);
-			break;
+			kinds &= ~JQ_KIND_BIT(e->kind);
 		}
 	}
 	LWLockRelease(jq_shared->lock);

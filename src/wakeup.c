@@ -29,7 +29,7 @@
 #include "job_queue.h"
 
 /* what to do when the current transaction commits */
-static bool wake_executor_pending = false;
+static int	wake_executor_kinds = 0;	/* JQ_KIND_BIT of each kind made ready */
 static TimestampTz wake_scheduler_at = DT_NOEND;
 static bool recheck_pending = false;
 static bool wake_launcher_pending = false;
@@ -62,15 +62,15 @@ wakeup_xact_callback(XactEvent event, void *arg)
 				LWLockRelease(jq_shared->lock);
 				jq_wake_scheduler(MyDatabaseId, DT_NOBEGIN);
 			}
-			if (wake_executor_pending)
-				jq_wake_executor(MyDatabaseId, -1);
+			if (wake_executor_kinds)
+				jq_wake_executor(MyDatabaseId, wake_executor_kinds, -1);
 			if (wake_scheduler_at != DT_NOEND)
 				jq_wake_scheduler(MyDatabaseId, wake_scheduler_at);
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			wake_executor_pending = false;
+			wake_executor_kinds = 0;
 			wake_scheduler_at = DT_NOEND;
 			recheck_pending = false;
 			wake_launcher_pending = false;
@@ -87,12 +87,12 @@ jq_wakeup_init(void)
 	RegisterXactCallback(wakeup_xact_callback, NULL);
 }
 
-/* A job becomes runnable at run_at once this transaction commits. */
+/* Jobs of the given kinds become runnable at run_at once this transaction commits. */
 void
-jq_wake_at_commit_for(TimestampTz run_at)
+jq_wake_at_commit_for(TimestampTz run_at, int kinds)
 {
 	if (run_at <= GetCurrentTimestamp())
-		wake_executor_pending = true;
+		wake_executor_kinds |= kinds;
 	else if (run_at < wake_scheduler_at)
 		wake_scheduler_at = run_at;
 }
@@ -194,10 +194,10 @@ jq_listen(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(jq_wake_at_commit);
 
-/* jq._wake_at_commit(run_at): see jq_wake_at_commit_for. */
+/* jq._wake_at_commit(run_at): jq_wake_at_commit_for jobs of any kind. */
 Datum
 jq_wake_at_commit(PG_FUNCTION_ARGS)
 {
-	jq_wake_at_commit_for(PG_GETARG_TIMESTAMPTZ(0));
+	jq_wake_at_commit_for(PG_GETARG_TIMESTAMPTZ(0), JQ_KINDS_ALL);
 	PG_RETURN_VOID();
 }

@@ -1,0 +1,302 @@
+/*-------------------------------------------------------------------------
+ *
+ * shell_job.c
+ *	  Run one shell job from an in-server executor.
+ *
+ * A shell job runs programs as the server's operating-system user, so its
+ * owner must still be a superuser or have the privileges of
+ * pg_execute_server_program when it starts (they were checked at enqueue
+ * too); if not, the job fails at once without running.
+ *
+ * The program runs in a process group of its own (shell_run.c).  The
+ * executor waits on its latch, the program's output pipes and a timer, and
+ * stops the whole group, SIGTERM first and SIGKILL jq.shell_kill_grace
+ * later, when the job times out, when jq_cancel asks, or when the executor
+ * is told to exit (server shutdown, pg_terminate_backend): the job is then
+ * released, ready to run again with its attempt given back.  The process
+ * group is published in the executor's slot so that the scheduler can kill
+ * it if the executor dies, and a crash exit (SIGQUIT) kills it too.
+ *
+ * No transaction is open while the program runs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "job_queue.h"
+#include "shell_run.h"
+
+/* bytes of stderr's last line quoted in an error message */
+#define SHELL_ERROR_TAIL 200
+
+/* the group of the running job, for the crash-exit handler */
+static volatile pid_t shell_running_pgid = 0;
+
+/* Crash exit (SIGQUIT from the postmaster): take the job's processes along. */
+static void
+shell_quickdie(SIGNAL_ARGS)
+{
+	if (shell_running_pgid != 0)
+		jq_shell_kill_group(shell_running_pgid);
+	_exit(2);
+}
+
+static void
+shell_sigchld(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* An executor that exits (FATAL, postmaster death) takes the job's processes along. */
+static void
+shell_kill_at_exit(int code, Datum arg)
+{
+	if (shell_running_pgid != 0)
+		jq_shell_kill_group(shell_running_pgid);
+}
+
+void
+jq_shell_job_init(void)
+{
+	pqsignal(SIGCHLD, shell_sigchld);
+	pqsignal(SIGQUIT, shell_quickdie);
+	on_proc_exit(shell_kill_at_exit, (Datum) 0);
+}
+
+static void
+shell_publish_pgid(volatile JqExecutor *slot, pid_t pgid)
+{
+	shell_running_pgid = pgid;
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	slot->shell_pgid = pgid;
+	LWLockRelease(jq_shared->lock);
+}
+
+/* Whether the owner may still run shell jobs; needs a transaction. */
+static bool
+shell_owner_allowed(Oid owner)
+{
+	bool		allowed;
+
+	StartTransactionCommand();
+	allowed = jq_may_run_shell(owner);
+	CommitTransactionCommand();
+	return allowed;
+}
+
+/* Text the database accepts: the longest valid prefix in its encoding. */
+static char *
+shell_server_text(const char *s, size_t len)
+{
+	int			valid = pg_encoding_verifymbstr(GetDatabaseEncoding(), s, (int) len);
+
+	return pnstrdup(s, valid);
+}
+
+/*
+ * The message of a failed run: how it ended, and the last line of its
+ * stderr, which usually says why.
+ */
+static char *
+shell_error_message(const JqShellProcess *proc, const char *how)
+{
+	const JqShellStream *err = &proc->err;
+	size_t		end = err->len;
+	size_t		start;
+
+	while (end > 0 && (err->data[end - 1] == '\n' || err->data[end - 1] == '\r'))
+		end--;
+	start = end;
+	while (start > 0 && err->data[start - 1] != '\n' && end - start < SHELL_ERROR_TAIL)
+		start--;
+	if (start == end)
+		return pstrdup(how);
+	return psprintf("%s: %s", how, shell_server_text(err->data + start, end - start));
+}
+
+/* The result as JSON text; outside a UTF-8 database, non-ASCII bytes become '?'. */
+static char *
+shell_result(const JqShellProcess *proc)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	jq_shell_result_json(proc, &buf);
+	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
+	{
+		for (int i = 0; i < buf.len; i++)
+		{
+			if (IS_HIGHBIT_SET(buf.data[i]))
+				buf.data[i] = '?';
+		}
+	}
+	return buf.data;
+}
+
+/* Wait for the program's output, its exit, the latch or the deadline. */
+static void
+shell_wait(JqShellProcess *proc, TimestampTz deadline)
+{
+	WaitEventSet *set;
+	WaitEvent	events[4];
+	long		timeout_ms = -1;
+
+#if PG_VERSION_NUM >= 170000
+	set = CreateWaitEventSet(NULL, 4);
+#else
+	set = CreateWaitEventSet(CurrentMemoryContext, 4);
+#endif
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (proc->out.fd >= 0)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, proc->out.fd, NULL, NULL);
+	if (proc->err.fd >= 0)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, proc->err.fd, NULL, NULL);
+
+	if (deadline != DT_NOEND)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+		timeout_ms = Min(secs, INT_MAX / 1000 - 1) * 1000 + (usecs + 999) / 1000;
+	}
+	(void) WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	FreeWaitEventSet(set);
+	ResetLatch(MyLatch);
+}
+
+/*
+ * Run the program until it exits, stopping it when it must stop.  Sets
+ * job->outcome to what stopped it, or leaves it SUCCEEDED.
+ */
+static void
+shell_supervise(JqJob *job, volatile JqExecutor *slot, JqShellProcess *proc)
+{
+	TimestampTz timeout_at = DT_NOEND;
+	TimestampTz kill_at = DT_NOEND;
+	bool		stopping = false;
+
+	if (job->timeout_ms > 0)
+		timeout_at = TimestampTzPlusMilliseconds(job->started, job->timeout_ms);
+
+	for (;;)
+	{
+		TimestampTz now;
+
+		jq_shell_read(proc);
+		if (jq_shell_poll_exit(proc))
+			break;
+
+		now = GetCurrentTimestamp();
+		if (!stopping)
+		{
+			if (ProcDiePending)
+				job->outcome = JQ_OUTCOME_RELEASED;
+			else if (jq_cancel_requested(slot, job->id))
+				job->outcome = JQ_OUTCOME_CANCELLED;
+			else if (now >= timeout_at)
+			{
+				job->outcome = JQ_OUTCOME_ERROR;
+				job->timed_out = true;
+			}
+			stopping = job->outcome != JQ_OUTCOME_SUCCEEDED;
+			if (stopping)
+			{
+				jq_shell_signal(proc, SIGTERM);
+				kill_at = TimestampTzPlusMilliseconds(now, jq_shell_kill_grace_ms);
+			}
+		}
+		else if (now >= kill_at)
+		{
+			jq_shell_signal(proc, SIGKILL);
+			kill_at = DT_NOEND;
+		}
+		/* a cancel is handled here; it must not hit the executor's own SQL */
+		QueryCancelPending = false;
+
+		shell_wait(proc, stopping ? kill_at : timeout_at);
+	}
+}
+
+/*
+ * Run a claimed shell job.  Fills in the outcome, the result (the exit
+ * status and output, as JSON) and the error.
+ */
+void
+jq_run_shell_job(JqJob *job, volatile JqExecutor *slot)
+{
+	JqShellSpec spec;
+	JqShellProcess proc;
+	char		msg[256];
+
+	job->outcome = JQ_OUTCOME_SUCCEEDED;
+	job->result = NULL;
+	job->error = NULL;
+	job->error_code = NULL;
+	job->timed_out = false;
+	job->started = GetCurrentTimestamp();
+
+	if (!shell_owner_allowed(job->owner))
+	{
+		job->outcome = JQ_OUTCOME_REJECTED;
+		job->error = pstrdup("the job's owner may no longer run shell jobs: it needs the privileges of pg_execute_server_program");
+		job->error_code = pstrdup(unpack_sql_state(ERRCODE_INSUFFICIENT_PRIVILEGE));
+		job->finished = GetCurrentTimestamp();
+		return;
+	}
+
+	memset(&spec, 0, sizeof(spec));
+	spec.command = job->command;
+	spec.argv = job->argv;
+	spec.env = job->env;
+	spec.working_dir = job->working_dir;
+	spec.output_limit = (size_t) jq_shell_output_limit_kb * 1024;
+
+	if (!jq_shell_start(&proc, &spec, msg, sizeof(msg)))
+	{
+		job->outcome = JQ_OUTCOME_ERROR;
+		job->error = pstrdup(msg);
+		job->finished = GetCurrentTimestamp();
+		return;
+	}
+	shell_publish_pgid(slot, proc.pid);
+
+	shell_supervise(job, slot, &proc);
+	job->finished = GetCurrentTimestamp();
+
+	jq_shell_describe(&proc, msg, sizeof(msg));
+	job->result = shell_result(&proc);
+	if (job->timed_out)
+		job->error = psprintf("job exceeded its timeout of " INT64_FORMAT " ms and was stopped (%s)",
+							  job->timeout_ms, msg);
+	else if (job->outcome == JQ_OUTCOME_SUCCEEDED &&
+			 !(WIFEXITED(proc.wait_status) && WEXITSTATUS(proc.wait_status) == 0))
+	{
+		job->outcome = JQ_OUTCOME_ERROR;
+		job->error = shell_error_message(&proc, msg);
+		if (WIFEXITED(proc.wait_status))
+			job->error_code = psprintf("%d", WEXITSTATUS(proc.wait_status));
+		else if (WIFSIGNALED(proc.wait_status))
+			job->error_code = psprintf("SIG%d", WTERMSIG(proc.wait_status));
+	}
+
+	jq_shell_finish(&proc);
+	shell_publish_pgid(slot, 0);
+}
