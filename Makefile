@@ -3,6 +3,7 @@ EXTENSION = job_queue
 MODULE_big = job_queue
 OBJS = \
 	src/api.o \
+	src/cron.o \
 	src/executor.o \
 	src/guc.o \
 	src/job_queue.o \

@@ -275,6 +275,19 @@ RETURNS void
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_extension_created';
 
+-- the first fire time of a recurring job's schedule strictly after a given instant
+CREATE FUNCTION jq._schedule_next(schedule text, after timestamptz,
+								  time_zone text DEFAULT 'UTC')
+RETURNS timestamptz
+LANGUAGE c STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'jq_schedule_next';
+
+-- raise the error jq._schedule_next would raise for this schedule, if any
+CREATE FUNCTION jq._schedule_check(schedule text)
+RETURNS void
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'jq_schedule_check';
+
 /* ---------------------------------------------------------------------
  * Internal SQL: moving jobs between states.  Called by the C code as the
  * extension owner; never executable by PUBLIC.
