@@ -48,6 +48,8 @@
 #define SHELL_READS_AT_EXIT		256
 /* first buffer size of a stream */
 #define SHELL_INITIAL_BUFFER	8192
+/* bytes of stderr's last line quoted in an error message */
+#define SHELL_ERROR_TAIL		200
 
 extern char **environ;
 
@@ -268,7 +270,10 @@ shell_child_fail(int report, ShellStage stage)
 {
 	ShellReport r = {stage, errno};
 
-	(void) write(report, &r, sizeof(r));
+	if (write(report, &r, sizeof(r)) != sizeof(r))
+	{
+		/* then the parent sees the job exit with code 127 */
+	}
 	_exit(127);
 }
 
@@ -567,14 +572,16 @@ jq_shell_describe(const JqShellProcess *proc, char *buf, size_t len)
 		snprintf(buf, len, "exit status unknown");
 }
 
-/* data as a JSON string, valid UTF-8 whatever the program wrote */
+/*
+ * Append output bytes, made valid UTF-8: invalid bytes and NULs become
+ * U+FFFD.  As a JSON string's contents when json, else as they are.
+ */
 static void
-shell_json_string(StringInfo buf, const char *data, size_t len)
+shell_append_text(StringInfo buf, const char *data, size_t len, bool json)
 {
 	const unsigned char *p = (const unsigned char *) data;
 	const unsigned char *end = p + len;
 
-	appendStringInfoChar(buf, '"');
 	while (p < end)
 	{
 		int			charlen = pg_utf_mblen(p);
@@ -585,7 +592,7 @@ shell_json_string(StringInfo buf, const char *data, size_t len)
 			p++;
 			continue;
 		}
-		if (charlen > 1)
+		if (charlen > 1 || !json)
 			appendBinaryStringInfo(buf, (const char *) p, charlen);
 		else if (*p == '"' || *p == '\\')
 			appendStringInfo(buf, "\\%c", *p);
@@ -601,7 +608,36 @@ shell_json_string(StringInfo buf, const char *data, size_t len)
 			appendStringInfoChar(buf, (char) *p);
 		p += charlen;
 	}
+}
+
+static void
+shell_json_string(StringInfo buf, const JqShellStream *s)
+{
 	appendStringInfoChar(buf, '"');
+	shell_append_text(buf, s->data, s->len, true);
+	appendStringInfoChar(buf, '"');
+}
+
+void
+jq_shell_error_message(const JqShellProcess *proc, StringInfo buf)
+{
+	const JqShellStream *err = &proc->err;
+	size_t		end = err->len;
+	size_t		start;
+	char		how[128];
+
+	jq_shell_describe(proc, how, sizeof(how));
+	appendStringInfoString(buf, how);
+	while (end > 0 && (err->data[end - 1] == '\n' || err->data[end - 1] == '\r'))
+		end--;
+	start = end;
+	while (start > 0 && err->data[start - 1] != '\n' && end - start < SHELL_ERROR_TAIL)
+		start--;
+	if (start < end)
+	{
+		appendStringInfoString(buf, ": ");
+		shell_append_text(buf, err->data + start, end - start, false);
+	}
 }
 
 void
@@ -620,9 +656,9 @@ jq_shell_result_json(const JqShellProcess *proc, StringInfo buf)
 	else
 		appendStringInfoString(buf, "null");
 	appendStringInfoString(buf, ", \"stdout\": ");
-	shell_json_string(buf, proc->out.data, proc->out.len);
+	shell_json_string(buf, &proc->out);
 	appendStringInfoString(buf, ", \"stderr\": ");
-	shell_json_string(buf, proc->err.data, proc->err.len);
+	shell_json_string(buf, &proc->err);
 	appendStringInfo(buf, ", \"stdout_truncated\": %s, \"stderr_truncated\": %s}",
 					 proc->out.total > proc->out.len ? "true" : "false",
 					 proc->err.total > proc->err.len ? "true" : "false");

@@ -99,6 +99,14 @@ extern void jq_shell_finish(JqShellProcess *proc);
 extern void jq_shell_describe(const JqShellProcess *proc, char *buf, size_t len);
 
 /*
+ * An error message for a run that failed: jq_shell_describe, then the last
+ * line the program wrote to stderr, which usually says why ("exited with
+ * code 2: ls: cannot access 'x': No such file or directory"), made valid
+ * UTF-8 like the output in jq_shell_result_json.
+ */
+extern void jq_shell_error_message(const JqShellProcess *proc, StringInfo buf);
+
+/*
  * The outcome as a JSON object: exit_code (or null), signal (or null),
  * stdout, stderr, stdout_truncated, stderr_truncated.  The output is made
  * valid UTF-8 (invalid bytes and NULs become U+FFFD), so the text is always

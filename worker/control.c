@@ -1,0 +1,386 @@
+/*-------------------------------------------------------------------------
+ *
+ * control.c
+ *	  The control connection: it LISTENs for new jobs, claims them,
+ *	  extends their leases and records how shell jobs ended.
+ *
+ * One query is in flight at a time.  When the connection is free the next
+ * task is, in this order: jq_listen() after connecting; an outcome to
+ * record (so that no lease is held longer than needed); a lease due for
+ * extension; a claim, when a slot is free and jobs may be waiting.  Jobs
+ * may be waiting after connecting, after a notification for one of our
+ * queues, after a claim that got all it asked for, and every --recheck:
+ * delayed jobs and retries become ready with no notification.  A
+ * notification that arrives while a claim is in flight is not lost: the
+ * claim's answer counts only if no notification came meanwhile.
+ *
+ * A lost connection is tried again after a backoff that doubles from
+ * 0.5 s up to 30 s, while the jobs keep running.  An outcome whose query
+ * was cut off is sent again once connected: jq_complete and jq_fail take
+ * the attempt, so an outcome already recorded, or one whose lease expired
+ * meanwhile, is refused rather than recorded twice (at-least-once: such a
+ * job may run again).  Jobs a cut-off claim may have taken go back to
+ * the queue when their lease expires.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jq_worker.h"
+
+#define BACKOFF_MIN_MS	500
+#define BACKOFF_MAX_MS	30000
+
+static const char *const dequeue_sql =
+"SELECT d.id, d.kind, d.queue, d.command, d.argv, d.working_dir, "
+"       d.payload::text AS payload, d.attempt, d.max_attempts, "
+"       (extract(epoch FROM d.timeout) * 1000)::bigint AS timeout_ms, "
+"       ARRAY(SELECT e.key || '=' || e.value "
+"             FROM jsonb_each_text(CASE WHEN jsonb_typeof(d.env) = 'object' "
+"                                       THEN d.env END) e "
+"             WHERE e.value IS NOT NULL) AS env "
+"FROM jq_dequeue(queue => NULL, queues => $1::text[], kinds => $2::text[], "
+"                max_jobs => $3::integer, lease => $4::interval, worker => $5) d";
+
+/* A text[] literal of items. */
+static char *
+control_array(char **items)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (char **item = items; *item != NULL; item++)
+	{
+		if (item != items)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoChar(&buf, '"');
+		for (const char *p = *item; *p != '\0'; p++)
+		{
+			if (*p == '"' || *p == '\\')
+				appendStringInfoChar(&buf, '\\');
+			appendStringInfoChar(&buf, *p);
+		}
+		appendStringInfoChar(&buf, '"');
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+void
+control_init(Worker *w)
+{
+	char	   *kinds[3];
+	int			n = 0;
+
+	conn_init(&w->control);
+	w->backoff_ms = BACKOFF_MIN_MS;
+	w->reconnect_at = now_ms();
+	w->server_utf8 = true;
+	if (w->opts.run_shell)
+		kinds[n++] = "shell";
+	if (w->opts.run_sql)
+		kinds[n++] = "sql";
+	kinds[n] = NULL;
+	w->kinds_array = control_array(kinds);
+	w->queues_array = w->opts.queues ? control_array(w->opts.queues) : NULL;
+	w->lease_text = psprintf("%d milliseconds", w->opts.lease_ms);
+}
+
+static int
+control_free_slots(const Worker *w)
+{
+	int			n = 0;
+
+	for (int i = 0; i < w->opts.concurrency; i++)
+		n += (w->slots[i].state == SLOT_FREE);
+	return n;
+}
+
+/*
+ * Does the slot's lease need extending?  Not while a SQL job records its
+ * outcome: its transaction holds the job's row.
+ */
+static bool
+control_needs_heartbeat(const Slot *slot)
+{
+	return slot->state == SLOT_RUNNING && !slot->heartbeat_sent &&
+		slot->stop != STOP_LEASE_LOST &&
+		!(slot->is_sql && slot->phase >= SQL_COMPLETE);
+}
+
+/* The connection is gone: forget the query in flight, connect again later. */
+static void
+control_lost(Worker *w, int64 now)
+{
+	log_event(0, "control connection failed: %s; connecting again in %.1f s",
+			  w->control.error, w->backoff_ms / 1000.0);
+	w->reconnect_at = now + w->backoff_ms;
+	w->backoff_ms = Min(w->backoff_ms * 2, BACKOFF_MAX_MS);
+	w->listening = false;
+	if (w->task == TASK_REPORT)
+		w->task_slot->state = SLOT_REPORT;
+	else if (w->task == TASK_HEARTBEAT)
+		w->task_slot->heartbeat_sent = false;
+	w->task = TASK_NONE;
+	w->task_slot = NULL;
+}
+
+static void
+control_send(Worker *w, ControlTask task, Slot *slot, const char *sql,
+			 int nparams, const char *const *values, int64 now)
+{
+	w->task = task;
+	w->task_slot = slot;
+	w->task_claim = slot ? slot->claim : 0;
+	if (!conn_send(&w->control, sql, nparams, values))
+		control_lost(w, now);
+}
+
+static void
+control_claim(Worker *w, int64 now)
+{
+	char		max_jobs[16];
+	const char *const values[] = {w->queues_array, w->kinds_array, max_jobs,
+	w->lease_text, w->opts.name};
+
+	snprintf(max_jobs, sizeof(max_jobs), "%d", control_free_slots(w));
+	w->claim_asked = control_free_slots(w);
+	w->wakeups_at_claim = w->wakeups;
+	log_detail(0, "claiming up to %s jobs", max_jobs);
+	control_send(w, TASK_DEQUEUE, NULL, dequeue_sql, lengthof(values), values, now);
+}
+
+static void
+control_heartbeat(Worker *w, Slot *slot, int64 now)
+{
+	const char *const values[] = {slot->job.id, w->lease_text, slot->job.attempt};
+
+	slot->heartbeat_sent = true;
+	control_send(w, TASK_HEARTBEAT, slot,
+				 "SELECT jq_heartbeat(id => $1::bigint, lease => $2::interval, "
+				 "attempt => $3::integer)",
+				 lengthof(values), values, now);
+}
+
+static void
+control_report(Worker *w, Slot *slot, int64 now)
+{
+	slot->state = SLOT_REPORTING;
+	w->task = TASK_REPORT;
+	w->task_slot = slot;
+	w->task_claim = slot->claim;
+	if (!job_send_outcome(&w->control, slot))
+		control_lost(w, now);
+}
+
+/* Connect when it is time, and start the next task when the connection is free. */
+void
+control_step(Worker *w, int64 now)
+{
+	Conn	   *c = &w->control;
+
+	if (c->state == CONN_DOWN && now >= w->reconnect_at)
+	{
+		log_detail(0, "connecting");
+		conn_connect(c, w->opts.dsn);
+		if (c->state == CONN_DOWN)
+			control_lost(w, now);
+	}
+	if (c->state != CONN_READY || c->busy)
+		return;
+
+	if (!w->listening)
+	{
+		control_send(w, TASK_LISTEN, NULL, "SELECT jq_listen()", 0, NULL, now);
+		return;
+	}
+	for (int i = 0; i < w->opts.concurrency; i++)
+	{
+		if (w->slots[i].state == SLOT_REPORT)
+		{
+			control_report(w, &w->slots[i], now);
+			return;
+		}
+	}
+	for (int i = 0; i < w->opts.concurrency; i++)
+	{
+		if (control_needs_heartbeat(&w->slots[i]) && now >= w->slots[i].heartbeat_at)
+		{
+			control_heartbeat(w, &w->slots[i], now);
+			return;
+		}
+	}
+	if (now >= w->recheck_at)
+		w->claim_wanted = true;
+	if (w->claim_wanted && !w->stopping && control_free_slots(w) > 0)
+		control_claim(w, now);
+}
+
+/* When control_step has something to do next, if nothing else happens. */
+int64
+control_next_event(const Worker *w)
+{
+	int64		next = NEVER;
+
+	if (w->control.state == CONN_DOWN)
+		return w->reconnect_at;
+	if (w->control.state != CONN_READY || w->control.busy || !w->listening)
+		return NEVER;
+	for (int i = 0; i < w->opts.concurrency; i++)
+	{
+		if (control_needs_heartbeat(&w->slots[i]))
+			next = Min(next, w->slots[i].heartbeat_at);
+	}
+	if (!w->stopping && control_free_slots(w) > 0)
+		next = Min(next, w->recheck_at);
+	return next;
+}
+
+void
+control_want(Worker *w, PollSet *ps)
+{
+	conn_want(&w->control, ps);
+}
+
+static bool
+control_ok(PGresult *res)
+{
+	return PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) >= 1;
+}
+
+/* A boolean or timestamp answer: true unless NULL or false. */
+static bool
+control_yes(PGresult *res)
+{
+	return PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+		strcmp(PQgetvalue(res, 0, 0), "f") != 0;
+}
+
+static void
+control_claimed(Worker *w, PGresult *res, int64 now)
+{
+	int			n = PQntuples(res);
+	int			row = 0;
+
+	for (int i = 0; i < w->opts.concurrency && row < n; i++)
+	{
+		if (w->slots[i].state == SLOT_FREE)
+			job_start(w, &w->slots[i], res, row++);
+	}
+	log_detail(0, "claimed %d of %d jobs asked for", n, w->claim_asked);
+	/* more may be waiting if we got all we asked for, or if a notification came meanwhile */
+	w->claim_wanted = (n == w->claim_asked || w->wakeups != w->wakeups_at_claim);
+	w->recheck_at = now + w->opts.recheck_ms;
+}
+
+static void
+control_result(Worker *w, PGresult *res, int64 now)
+{
+	ControlTask task = w->task;
+	Slot	   *slot = w->task_slot;
+	bool		ok = control_ok(res);
+
+	w->task = TASK_NONE;
+	w->task_slot = NULL;
+	/* a slot that moved on to another job is not the one the answer is about */
+	if (slot != NULL && (slot->state == SLOT_FREE || slot->claim != w->task_claim))
+		return;
+
+	switch (task)
+	{
+		case TASK_NONE:
+			break;
+		case TASK_LISTEN:
+			if (!ok)
+			{
+				conn_fail(&w->control, PQresultErrorMessage(res));
+				control_lost(w, now);
+				break;
+			}
+			log_event(0, "connected to database \"%s\", waiting for jobs",
+					  PQdb(w->control.pg));
+			w->listening = true;
+			w->backoff_ms = BACKOFF_MIN_MS;
+			w->server_utf8 = conn_server_utf8(&w->control);
+			w->claim_wanted = true;
+			break;
+		case TASK_DEQUEUE:
+			if (ok)
+				control_claimed(w, res, now);
+			else
+			{
+				log_event(0, "could not claim jobs: %s", PQresultErrorMessage(res));
+				w->claim_wanted = false;
+				w->recheck_at = now + w->opts.recheck_ms;
+			}
+			break;
+		case TASK_HEARTBEAT:
+			slot->heartbeat_sent = false;
+			slot->heartbeat_at = now + w->opts.lease_ms / 3;
+			if (!ok)
+				log_event(slot->job.id_num, "could not extend the lease: %s",
+						  PQresultErrorMessage(res));
+			else if (control_yes(res))
+				log_detail(slot->job.id_num, "lease extended to %s", PQgetvalue(res, 0, 0));
+			else if (slot->state == SLOT_RUNNING)
+				job_stop(w, slot, STOP_LEASE_LOST, now);
+			break;
+		case TASK_REPORT:
+			if (ok)
+				job_recorded(slot, control_yes(res));
+			else
+			{
+				log_event(slot->job.id_num, "could not record the outcome: %s",
+						  PQresultErrorMessage(res));
+				job_release(slot);
+			}
+			break;
+	}
+}
+
+/* Is a notification about jobs we may take? */
+static bool
+control_notified(const Worker *w, const PGnotify *n)
+{
+	if (strcmp(n->relname, JQ_NOTIFY_CHANNEL) != 0)
+		return false;
+	if (w->opts.queues == NULL || n->extra == NULL || n->extra[0] == '\0')
+		return true;
+	for (char **q = w->opts.queues; *q != NULL; q++)
+	{
+		if (strcmp(*q, n->extra) == 0)
+			return true;
+	}
+	return false;
+}
+
+void
+control_advance(Worker *w, const PollSet *ps, int64 now)
+{
+	PGresult   *res;
+	PGnotify   *n;
+
+	switch (conn_advance(&w->control, ps, &res))
+	{
+		case CONN_NOTHING:
+		case CONN_CONNECTED:
+			break;
+		case CONN_RESULT:
+			control_result(w, res, now);
+			break;
+		case CONN_FAILED:
+			control_lost(w, now);
+			break;
+	}
+	PQclear(res);
+
+	while (w->control.pg != NULL && (n = PQnotifies(w->control.pg)) != NULL)
+	{
+		if (control_notified(w, n))
+		{
+			log_detail(0, "notified of jobs in queue \"%s\"", n->extra);
+			w->wakeups++;
+			w->claim_wanted = true;
+		}
+		PQfreemem(n);
+	}
+}

@@ -1,0 +1,235 @@
+/*-------------------------------------------------------------------------
+ *
+ * options.c
+ *	  jq_worker's command line.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "jq_worker.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include "getopt_long.h"
+
+static const char *progname = "jq_worker";
+
+static void
+options_usage(void)
+{
+	printf("jq_worker takes jobs from a job_queue database and runs them.\n\n"
+		   "Usage:\n"
+		   "  %s [OPTION]...\n\n"
+		   "Options:\n"
+		   "  -d, --dsn=CONNINFO         database to connect to: a connection string or URI\n"
+		   "                             (default: libpq's environment variables, PGHOST...)\n"
+		   "  -q, --queue=NAME           take jobs from this queue; repeat for more\n"
+		   "                             (default: every queue)\n"
+		   "  -c, --concurrency=N        jobs run at once (default: 1)\n"
+		   "  -k, --kinds=LIST           kinds of jobs to take: shell, sql or shell,sql\n"
+		   "                             (default: shell)\n"
+		   "      --lease=SECONDS        lease of a claimed job, extended every third of it\n"
+		   "                             while the job runs (default: 60)\n"
+		   "      --output-limit=BYTES   output of a shell job kept per stream; a kB, MB\n"
+		   "                             or GB suffix may follow (default: 64kB)\n"
+		   "      --kill-grace=SECONDS   between SIGTERM and SIGKILL of a job that is\n"
+		   "                             stopped (default: 5)\n"
+		   "      --shutdown-grace=SECONDS  after SIGTERM, how long running jobs may\n"
+		   "                             finish before they are stopped (default: 30)\n"
+		   "      --recheck=SECONDS      longest wait for jobs without a notification:\n"
+		   "                             delayed jobs and retries become ready without\n"
+		   "                             one (default: 30)\n"
+		   "      --name=NAME            lease owner shown in jq_jobs (default: host:pid)\n"
+		   "  -v, --verbose              log more\n"
+		   "  -V, --version              print the version and exit\n"
+		   "  -?, --help                 print this help and exit\n\n"
+		   "A shell job gets JQ_JOB_ID, JQ_ATTEMPT, JQ_MAX_ATTEMPTS, JQ_QUEUE and, when it\n"
+		   "has a payload, JQ_PAYLOAD in its environment.  A SQL job runs as the role the\n"
+		   "worker connects as, in one transaction with its completion.\n\n"
+		   "SIGTERM or SIGINT: claim nothing more, let running jobs finish for the\n"
+		   "shutdown grace, then stop them and give them back to the queue.  A second\n"
+		   "signal kills the running jobs and exits at once.\n",
+		   progname);
+}
+
+static void pg_attribute_noreturn()
+options_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s: ", progname);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry \"%s --help\" for more information.\n", progname);
+	exit(2);
+}
+
+/* A number of seconds, as milliseconds; a fraction is allowed. */
+static int
+options_seconds(const char *arg, const char *option, bool zero_ok)
+{
+	char	   *end;
+	double		secs = strtod(arg, &end);
+
+	if (end == arg || *end != '\0' || !(secs >= 0 && secs <= INT_MAX / 1000) ||
+		(secs == 0 && !zero_ok))
+		options_error("invalid value for %s: a positive number of seconds is expected", option);
+	return (int) (secs * 1000);
+}
+
+/* A size in bytes, with an optional kB, MB or GB suffix. */
+static size_t
+options_bytes(const char *arg)
+{
+	static const struct
+	{
+		const char *suffix;
+		double		factor;
+	}			units[] = {{"", 1}, {"B", 1}, {"kB", 1024}, {"MB", 1024 * 1024},
+	{"GB", 1024 * 1024 * 1024}};
+	char	   *end;
+	double		n = strtod(arg, &end);
+
+	for (size_t i = 0; end != arg && i < lengthof(units); i++)
+	{
+		if (strcmp(end, units[i].suffix) == 0 && n >= 0 &&
+			n * units[i].factor <= (double) (SIZE_MAX / 2))
+			return (size_t) (n * units[i].factor);
+	}
+	options_error("invalid value for --output-limit: \"%s\"", arg);
+}
+
+static void
+options_kinds(const char *arg, WorkerOptions *opts)
+{
+	char	   *list = pg_strdup(arg);
+	char	   *save = NULL;
+
+	opts->run_shell = opts->run_sql = false;
+	for (char *kind = strtok_r(list, ",", &save); kind; kind = strtok_r(NULL, ",", &save))
+	{
+		if (strcmp(kind, "shell") == 0)
+			opts->run_shell = true;
+		else if (strcmp(kind, "sql") == 0)
+			opts->run_sql = true;
+		else
+			options_error("unknown kind of job \"%s\": the kinds are shell and sql", kind);
+	}
+	if (!opts->run_shell && !opts->run_sql)
+		options_error("no kind of job in --kinds=\"%s\"", arg);
+	pg_free(list);
+}
+
+void
+options_parse(int argc, char **argv, WorkerOptions *opts)
+{
+	enum
+	{
+		OPT_LEASE = 256,
+		OPT_OUTPUT_LIMIT,
+		OPT_KILL_GRACE,
+		OPT_SHUTDOWN_GRACE,
+		OPT_RECHECK,
+		OPT_NAME,
+		OPT_HELP
+	};
+	static const struct option long_options[] = {
+		{"dsn", required_argument, NULL, 'd'},
+		{"queue", required_argument, NULL, 'q'},
+		{"concurrency", required_argument, NULL, 'c'},
+		{"kinds", required_argument, NULL, 'k'},
+		{"lease", required_argument, NULL, OPT_LEASE},
+		{"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
+		{"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
+		{"shutdown-grace", required_argument, NULL, OPT_SHUTDOWN_GRACE},
+		{"recheck", required_argument, NULL, OPT_RECHECK},
+		{"name", required_argument, NULL, OPT_NAME},
+		{"verbose", no_argument, NULL, 'v'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, OPT_HELP},
+		{NULL, 0, NULL, 0}
+	};
+	int			nqueues = 0;
+	int			c;
+	char		host[256];
+
+	memset(opts, 0, sizeof(*opts));
+	opts->run_shell = true;
+	opts->concurrency = 1;
+	opts->lease_ms = 60 * 1000;
+	opts->output_limit = 64 * 1024;
+	opts->kill_grace_ms = 5 * 1000;
+	opts->shutdown_grace_ms = 30 * 1000;
+	opts->recheck_ms = 30 * 1000;
+
+	/* -? cannot be told from an unknown option once getopt has seen it */
+	if (argc > 1 && strcmp(argv[1], "-?") == 0)
+	{
+		options_usage();
+		exit(0);
+	}
+	while ((c = getopt_long(argc, argv, "d:q:c:k:vV", long_options, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'd':
+				opts->dsn = pg_strdup(optarg);
+				break;
+			case 'q':
+				opts->queues = pg_realloc(opts->queues, (nqueues + 2) * sizeof(char *));
+				opts->queues[nqueues++] = pg_strdup(optarg);
+				opts->queues[nqueues] = NULL;
+				break;
+			case 'c':
+				{
+					char	   *end;
+					long		n = strtol(optarg, &end, 10);
+
+					if (end == optarg || *end != '\0' || n < 1 || n > 1024)
+						options_error("invalid value for --concurrency: \"%s\" (1 to 1024)", optarg);
+					opts->concurrency = (int) n;
+				}
+				break;
+			case 'k':
+				options_kinds(optarg, opts);
+				break;
+			case OPT_LEASE:
+				opts->lease_ms = options_seconds(optarg, "--lease", false);
+				break;
+			case OPT_OUTPUT_LIMIT:
+				opts->output_limit = options_bytes(optarg);
+				break;
+			case OPT_KILL_GRACE:
+				opts->kill_grace_ms = options_seconds(optarg, "--kill-grace", true);
+				break;
+			case OPT_SHUTDOWN_GRACE:
+				opts->shutdown_grace_ms = options_seconds(optarg, "--shutdown-grace", true);
+				break;
+			case OPT_RECHECK:
+				opts->recheck_ms = options_seconds(optarg, "--recheck", false);
+				break;
+			case OPT_NAME:
+				opts->name = pg_strdup(optarg);
+				break;
+			case 'v':
+				opts->verbose = true;
+				break;
+			case 'V':
+				printf("jq_worker (job_queue) %s\n", JQ_WORKER_VERSION);
+				exit(0);
+			case OPT_HELP:
+				options_usage();
+				exit(0);
+			default:
+				fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
+				exit(2);
+		}
+	}
+	if (optind < argc)
+		options_error("unexpected argument \"%s\"", argv[optind]);
+
+	if (opts->name == NULL)
+	{
+		if (gethostname(host, sizeof(host)) != 0)
+			strlcpy(host, "localhost", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		opts->name = psprintf("%s:%d", host, (int) getpid());
+	}
+}
