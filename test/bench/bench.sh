@@ -1,7 +1,8 @@
 #!/bin/bash
 # Benchmark of job_queue on a throwaway cluster: enqueue rates (vs plain
 # INSERTs), bulk enqueue, end-to-end throughput, pickup latency, statements
-# run while idle, and the footprint of jq.job during a sustained run.
+# run while idle, the footprint of jq.job during a sustained run, and the
+# rate of in-server shell jobs.
 #
 # Needs the extension installed (make install); installs nothing.  Run as
 # postgres, or as root (it re-executes itself as postgres).
@@ -15,6 +16,8 @@
 #   BENCH_IDLE_SECONDS     idle time watched by pg_stat_statements  (60)
 #   BENCH_SUSTAIN_SECONDS  duration of the sustained run            (300)
 #   BENCH_SAMPLE_SECONDS   interval of its footprint samples        (30)
+#   BENCH_SHELL_JOBS       in-server shell jobs (true) to run       (2000)
+#   BENCH_SHELL_EXECUTORS  jq.shell_executors_per_database for them (server default)
 #   BENCH_CONF             extra postgresql.conf lines, for example
 #                          "autovacuum_naptime = '10s'"             (none)
 set -euo pipefail
@@ -32,6 +35,8 @@ LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
 SUSTAIN_SECONDS=${BENCH_SUSTAIN_SECONDS:-300}
 SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-30}
+SHELL_JOBS=${BENCH_SHELL_JOBS:-2000}
+SHELL_EXECUTORS=${BENCH_SHELL_EXECUTORS:-}
 
 BINDIR=$(pg_config --bindir)
 NPROC=$(nproc)
@@ -412,6 +417,44 @@ IFS='|' read -r heap_job idx_job heap_hist idx_hist <<<"$(q -c "
 section "Footprint after the sustained run" heap indexes
 row "jq.job" "$(pretty_bytes "$heap_job")" "$(pretty_bytes "$idx_job")"
 row "jq.job_history" "$(pretty_bytes "$heap_hist")" "$(pretty_bytes "$idx_hist")"
+
+###########################################################################
+# in-server shell jobs
+###########################################################################
+
+# The jobs wait while the database has no shell executor, then the switch
+# releases them all; each runs /bin/sh -c true.  The reference is the same
+# command run one after the other by this script.  The jobs before stay in
+# jq.job_history, for the check of the report.
+shell_executors=${SHELL_EXECUTORS:-$(q -c "SHOW jq.shell_executors_per_database")}
+set_conf jq.shell_executors_per_database 0
+wait_for "SELECT count(*) = current_setting('jq.executors_per_database')::int
+		  FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+q -c "SELECT cardinality(jq_enqueue_bulk(array_fill('true'::text, ARRAY[$SHELL_JOBS]), kind => 'shell'))" >/dev/null
+q -c "CHECKPOINT"
+shell_switch_at=$(q -c "ALTER SYSTEM SET jq.shell_executors_per_database = '$shell_executors'" \
+	-c "SELECT pg_reload_conf()" -c "SELECT clock_timestamp()" | tail -1)
+wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+IFS='|' read -r shell_total shell_exec shell_ok <<<"$(q -c "
+	SELECT extract(epoch FROM max(finished_at) - '$shell_switch_at'::timestamptz),
+		   extract(epoch FROM max(finished_at) - min(started_at)),
+		   count(*) FILTER (WHERE state = 'succeeded')
+	FROM jq.job_history WHERE kind = 'shell'")"
+fork_start=$(date +%s.%N)
+for _ in $(seq 1 "$SHELL_JOBS"); do
+	/bin/sh -c true
+done
+fork_s=$(awk -v a="$fork_start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+fork_rate=$(awk -v n="$SHELL_JOBS" -v s="$fork_s" 'BEGIN { print n / s }')
+shell_rate=$(awk -v n="$SHELL_JOBS" -v s="$shell_exec" 'BEGIN { print n / s }')
+
+section "In-server shell jobs: $SHELL_JOBS x true, $shell_executors executors" "jobs/s" "/bin/sh -c" ratio
+row "from the switch to the last finish" "$(fmt "$(awk -v n="$SHELL_JOBS" -v s="$shell_total" 'BEGIN { print n / s }')")"
+row "from the first start to the last finish, vs in a loop" "$(fmt "$shell_rate")" "$(fmt "$fork_rate")" "$(ratio "$shell_rate" "$fork_rate")"
+row "  per shell executor" "$(fmt "$(awk -v r="$shell_rate" -v n="$shell_executors" 'BEGIN { print r / n }')")"
+row "  seconds, from the switch and from the first start" "$(printf '%.2f' "$shell_total")" "$(printf '%.2f' "$shell_exec")"
+row "  jobs succeeded, of" "$shell_ok" "$SHELL_JOBS"
+q -c "ALTER SYSTEM RESET jq.shell_executors_per_database" -c "SELECT pg_reload_conf()" >/dev/null
 
 ###########################################################################
 # report

@@ -5,8 +5,12 @@ use strict;
 use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Time::HiRes ();
 
-our @EXPORT = qw(job_queue_node);
+our @EXPORT = qw(job_queue_node wait_until process_alive live_after
+  long_shell_command wait_for_pid_file job_pids kill_leftovers
+  kill_for_crash_restart);
 
 # A started node that preloads job_queue.  Arguments: init => { options of
 # init() }, preload => shared_preload_libraries (default 'job_queue'),
@@ -24,6 +28,102 @@ sub job_queue_node
 		  . ($args{conf} // ''));
 	$node->start;
 	return $node;
+}
+
+# Call $cond every 100 ms until it returns true or $timeout seconds (default:
+# the test timeout) have passed; returns whether it did.
+sub wait_until
+{
+	my ($cond, $timeout) = @_;
+	my $deadline =
+	  Time::HiRes::time() + ($timeout // $PostgreSQL::Test::Utils::timeout_default);
+
+	until ($cond->())
+	{
+		return 0 if Time::HiRes::time() >= $deadline;
+		Time::HiRes::sleep(0.1);
+	}
+	return 1;
+}
+
+# Whether process $pid runs: it exists and is not a zombie (a killed orphan
+# may stay a zombie until init reaps it).
+sub process_alive
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/stat") or return 0;
+	my $stat = <$fh> // '';
+	close($fh);
+	# the state follows the command name, the last field in parentheses
+	my ($state) = $stat =~ /.*\)\s+(\S)/s;
+	return defined($state) && $state ne 'Z';
+}
+
+# The processes of @$pids still running after up to $timeout seconds.
+sub live_after
+{
+	my ($timeout, $pids) = @_;
+	wait_until(sub { !grep { process_alive($_) } @$pids }, $timeout);
+	return grep { process_alive($_) } @$pids;
+}
+
+# A shell job's command line that runs long the first time: in its working
+# directory it creates $tag.ran, then starts an orphaned grandchild and a
+# child that sleep, writes their pids and its own to $tag.orphan,
+# $tag.child and (last) $tag.leader, and waits.  Run again, it prints
+# "rerun, attempt N" and exits 0 at once.  With trap_term => 1, every
+# process of the job ignores SIGTERM.
+sub long_shell_command
+{
+	my ($tag, %args) = @_;
+	my $trap = $args{trap_term} ? "trap '' TERM\n" : '';
+	return qq{${trap}if [ -e $tag.ran ]; then echo "rerun, attempt \$JQ_ATTEMPT"; exit 0; fi
+touch $tag.ran
+(sleep 1000 & echo \$! > $tag.orphan.tmp; mv $tag.orphan.tmp $tag.orphan)
+sleep 1000 & echo \$! > $tag.child.tmp; mv $tag.child.tmp $tag.child
+echo \$\$ > $tag.leader.tmp; mv $tag.leader.tmp $tag.leader
+wait};
+}
+
+# The pid a job wrote to $path, once it is there; dies if it never is.
+sub wait_for_pid_file
+{
+	my ($path) = @_;
+	my $pid = '';
+	wait_until(sub { $pid = -f $path ? slurp_file($path) : ''; $pid =~ /^\d+\s*$/ })
+	  or die "no pid in $path";
+	return $pid + 0;
+}
+
+# The pids a long_shell_command job $tag wrote in $dir: leader, child,
+# orphan; waits for the job to write them.
+sub job_pids
+{
+	my ($dir, $tag) = @_;
+	my $leader = wait_for_pid_file("$dir/$tag.leader");
+	return ($leader, map { wait_for_pid_file("$dir/$tag.$_") } qw(child orphan));
+}
+
+# SIGKILL what is left of @pids, so that a failed test leaves nothing
+# running on the machine.
+sub kill_leftovers
+{
+	my @live = grep { process_alive($_) } @_;
+	kill 'KILL', @live if @live;
+	return scalar(@live);
+}
+
+# SIGKILL server process $pid, then wait until the postmaster has restarted
+# the cluster and accepts connections again.
+sub kill_for_crash_restart
+{
+	my ($node, $pid) = @_;
+	my $log_offset = -s $node->logfile;
+
+	kill 'KILL', $pid;
+	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
+	$node->wait_for_log(qr/database system is ready to accept connections/, $log_offset);
+	return 1;
 }
 
 1;
