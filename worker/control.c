@@ -5,9 +5,10 @@
  *	  extends their leases and records how shell jobs ended.
  *
  * One query is in flight at a time.  When the connection is free the next
- * task is, in this order: jq_listen() after connecting; an outcome to
- * record (so that no lease is held longer than needed); a lease due for
- * extension; a claim, when a slot is free and jobs may be waiting.  Jobs
+ * task is, in this order: jq_listen() after connecting; the outcomes of
+ * the jobs that ended (all in one statement, so one commit, and so that no
+ * lease is held longer than needed); a lease due for extension; a claim,
+ * when a slot is free and jobs may be waiting.  Jobs
  * may be waiting after connecting, after a notification for one of our
  * queues, after a claim that got all it asked for, and every --recheck:
  * delayed jobs and retries become ready with no notification.  A
@@ -83,6 +84,7 @@ control_init(Worker *w)
 	w->kinds_array = control_array(kinds);
 	w->queues_array = w->opts.queues ? control_array(w->opts.queues) : NULL;
 	w->lease_text = psprintf("%d milliseconds", w->opts.lease_ms);
+	w->reporting = pg_malloc0(w->opts.concurrency * sizeof(Slot *));
 }
 
 static int
@@ -116,21 +118,19 @@ control_lost(Worker *w, int64 now)
 	w->reconnect_at = now + w->backoff_ms;
 	w->backoff_ms = Min(w->backoff_ms * 2, BACKOFF_MAX_MS);
 	w->listening = false;
-	if (w->task == TASK_REPORT)
-		w->task_slot->state = SLOT_REPORT;
-	else if (w->task == TASK_HEARTBEAT)
-		w->task_slot->heartbeat_sent = false;
+	if (w->task == TASK_HEARTBEAT)
+		w->heartbeat_slot->heartbeat_sent = false;
+	for (int i = 0; i < w->nreporting; i++)
+		w->reporting[i]->state = SLOT_REPORT;
+	w->nreporting = 0;
 	w->task = TASK_NONE;
-	w->task_slot = NULL;
 }
 
 static void
-control_send(Worker *w, ControlTask task, Slot *slot, const char *sql,
+control_send(Worker *w, ControlTask task, const char *sql,
 			 int nparams, const char *const *values, int64 now)
 {
 	w->task = task;
-	w->task_slot = slot;
-	w->task_claim = slot ? slot->claim : 0;
 	if (!conn_send(&w->control, sql, nparams, values))
 		control_lost(w, now);
 }
@@ -146,7 +146,7 @@ control_claim(Worker *w, int64 now)
 	w->claim_asked = control_free_slots(w);
 	w->wakeups_at_claim = w->wakeups;
 	log_detail(0, "claiming up to %s jobs", max_jobs);
-	control_send(w, TASK_DEQUEUE, NULL, dequeue_sql, lengthof(values), values, now);
+	control_send(w, TASK_DEQUEUE, dequeue_sql, lengthof(values), values, now);
 }
 
 static void
@@ -155,21 +155,43 @@ control_heartbeat(Worker *w, Slot *slot, int64 now)
 	const char *const values[] = {slot->job.id, w->lease_text, slot->job.attempt};
 
 	slot->heartbeat_sent = true;
-	control_send(w, TASK_HEARTBEAT, slot,
+	w->heartbeat_slot = slot;
+	w->heartbeat_claim = slot->claim;
+	control_send(w, TASK_HEARTBEAT,
 				 "SELECT jq_heartbeat(id => $1::bigint, lease => $2::interval, "
 				 "attempt => $3::integer)",
 				 lengthof(values), values, now);
 }
 
+/*
+ * Record the outcomes of the jobs that ended, all in one statement (one
+ * transaction, one commit): a column per job.
+ */
 static void
-control_report(Worker *w, Slot *slot, int64 now)
+control_report(Worker *w, int64 now)
 {
-	slot->state = SLOT_REPORTING;
-	w->task = TASK_REPORT;
-	w->task_slot = slot;
-	w->task_claim = slot->claim;
-	if (!job_send_outcome(&w->control, slot))
-		control_lost(w, now);
+	StringInfoData sql;
+	const char **values = pg_malloc(w->opts.concurrency * JOB_OUTCOME_PARAMS * sizeof(char *));
+	int			nvalues = 0;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	w->nreporting = 0;
+	for (int i = 0; i < w->opts.concurrency; i++)
+	{
+		Slot	   *slot = &w->slots[i];
+
+		if (slot->state != SLOT_REPORT || (w->report_singly && w->nreporting == 1))
+			continue;
+		if (w->nreporting > 0)
+			appendStringInfoString(&sql, ", ");
+		job_outcome_call(slot, &sql, values, &nvalues);
+		slot->state = SLOT_REPORTING;
+		w->reporting[w->nreporting++] = slot;
+	}
+	control_send(w, TASK_REPORT, sql.data, nvalues, values, now);
+	pg_free(sql.data);
+	pg_free(values);
 }
 
 /* Connect when it is time, and start the next task when the connection is free. */
@@ -190,14 +212,14 @@ control_step(Worker *w, int64 now)
 
 	if (!w->listening)
 	{
-		control_send(w, TASK_LISTEN, NULL, "SELECT jq_listen()", 0, NULL, now);
+		control_send(w, TASK_LISTEN, "SELECT jq_listen()", 0, NULL, now);
 		return;
 	}
 	for (int i = 0; i < w->opts.concurrency; i++)
 	{
 		if (w->slots[i].state == SLOT_REPORT)
 		{
-			control_report(w, &w->slots[i], now);
+			control_report(w, now);
 			return;
 		}
 	}
@@ -247,12 +269,12 @@ control_ok(PGresult *res)
 	return PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) >= 1;
 }
 
-/* A boolean or timestamp answer: true unless NULL or false. */
+/* A boolean or timestamp answer in column col: true unless NULL or false. */
 static bool
-control_yes(PGresult *res)
+control_yes(PGresult *res, int col)
 {
-	return PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
-		strcmp(PQgetvalue(res, 0, 0), "f") != 0;
+	return PQntuples(res) == 1 && PQnfields(res) > col && !PQgetisnull(res, 0, col) &&
+		strcmp(PQgetvalue(res, 0, col), "f") != 0;
 }
 
 static void
@@ -273,18 +295,63 @@ control_claimed(Worker *w, PGresult *res, int64 now)
 }
 
 static void
+control_heartbeat_result(Worker *w, PGresult *res, bool ok, int64 now)
+{
+	Slot	   *slot = w->heartbeat_slot;
+
+	/* a slot that moved on to another job is not the one the answer is about */
+	if (slot->state == SLOT_FREE || slot->claim != w->heartbeat_claim)
+		return;
+	slot->heartbeat_sent = false;
+	slot->heartbeat_at = now + w->opts.lease_ms / 3;
+	if (!ok)
+		log_event(slot->job.id_num, "could not extend the lease: %s",
+				  PQresultErrorMessage(res));
+	else if (control_yes(res, 0))
+		log_detail(slot->job.id_num, "lease extended to %s", PQgetvalue(res, 0, 0));
+	else if (slot->state == SLOT_RUNNING)
+		job_stop(w, slot, STOP_LEASE_LOST, now);
+}
+
+static void
+control_report_result(Worker *w, PGresult *res, bool ok)
+{
+	int			n = w->nreporting;
+
+	w->nreporting = 0;
+	if (!ok && n > 1)
+	{
+		/* which outcome the error is about is not known: one at a time */
+		log_event(0, "could not record %d outcomes at once, trying one at a time: %s",
+				  n, PQresultErrorMessage(res));
+		for (int i = 0; i < n; i++)
+			w->reporting[i]->state = SLOT_REPORT;
+		w->report_singly = true;
+		return;
+	}
+	w->report_singly = w->report_singly && !ok;
+	for (int i = 0; i < n; i++)
+	{
+		Slot	   *slot = w->reporting[i];
+
+		if (ok)
+			job_recorded(slot, control_yes(res, i));
+		else
+		{
+			log_event(slot->job.id_num, "could not record the outcome: %s",
+					  PQresultErrorMessage(res));
+			job_release(slot);
+		}
+	}
+}
+
+static void
 control_result(Worker *w, PGresult *res, int64 now)
 {
 	ControlTask task = w->task;
-	Slot	   *slot = w->task_slot;
 	bool		ok = control_ok(res);
 
 	w->task = TASK_NONE;
-	w->task_slot = NULL;
-	/* a slot that moved on to another job is not the one the answer is about */
-	if (slot != NULL && (slot->state == SLOT_FREE || slot->claim != w->task_claim))
-		return;
-
 	switch (task)
 	{
 		case TASK_NONE:
@@ -314,25 +381,10 @@ control_result(Worker *w, PGresult *res, int64 now)
 			}
 			break;
 		case TASK_HEARTBEAT:
-			slot->heartbeat_sent = false;
-			slot->heartbeat_at = now + w->opts.lease_ms / 3;
-			if (!ok)
-				log_event(slot->job.id_num, "could not extend the lease: %s",
-						  PQresultErrorMessage(res));
-			else if (control_yes(res))
-				log_detail(slot->job.id_num, "lease extended to %s", PQgetvalue(res, 0, 0));
-			else if (slot->state == SLOT_RUNNING)
-				job_stop(w, slot, STOP_LEASE_LOST, now);
+			control_heartbeat_result(w, res, ok, now);
 			break;
 		case TASK_REPORT:
-			if (ok)
-				job_recorded(slot, control_yes(res));
-			else
-			{
-				log_event(slot->job.id_num, "could not record the outcome: %s",
-						  PQresultErrorMessage(res));
-				job_release(slot);
-			}
+			control_report_result(w, res, ok);
 			break;
 	}
 }

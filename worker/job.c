@@ -163,28 +163,30 @@ job_end(Worker *w, Slot *slot, bool succeeded, const char *error, char *result)
 	slot->state = SLOT_REPORT;
 }
 
-/* Send jq_complete or jq_fail with the slot's outcome; false if c failed. */
-bool
-job_send_outcome(Conn *c, const Slot *slot)
+/*
+ * Append to sql the call that records the slot's outcome, jq_complete or
+ * jq_fail, with its parameters added to values (JOB_OUTCOME_PARAMS at most).
+ */
+void
+job_outcome_call(const Slot *slot, StringInfo sql, const char **values, int *nvalues)
 {
 	const Job  *job = &slot->job;
+	int			n = *nvalues;
 
+	values[(*nvalues)++] = job->id;
+	values[(*nvalues)++] = job->attempt;
+	values[(*nvalues)++] = slot->result;
 	if (slot->succeeded)
 	{
-		const char *const values[] = {job->id, job->attempt, slot->result};
-
-		return conn_send(c, "SELECT jq_complete(id => $1::bigint, attempt => $2::integer, "
-						 "result => $3::jsonb)", lengthof(values), values);
+		appendStringInfo(sql, "jq_complete(id => $%d::bigint, attempt => $%d::integer, "
+						 "result => $%d::jsonb)", n + 1, n + 2, n + 3);
+		return;
 	}
-	else
-	{
-		const char *const values[] = {job->id, job->attempt, slot->error,
-		slot->retry ? "true" : "false", slot->result};
-
-		return conn_send(c, "SELECT jq_fail(id => $1::bigint, attempt => $2::integer, "
-						 "error => $3, retry => $4::boolean, result => $5::jsonb)",
-						 lengthof(values), values);
-	}
+	values[(*nvalues)++] = slot->error;
+	values[(*nvalues)++] = slot->retry ? "true" : "false";
+	appendStringInfo(sql, "jq_fail(id => $%d::bigint, attempt => $%d::integer, "
+					 "result => $%d::jsonb, error => $%d, retry => $%d::boolean)",
+					 n + 1, n + 2, n + 3, n + 4, n + 5);
 }
 
 /* The outcome was recorded, or refused: the job is no longer ours. */

@@ -208,8 +208,12 @@ typedef struct Worker
 	int			backoff_ms;		/* wait before the next attempt */
 	bool		listening;
 	ControlTask task;			/* query in flight on control */
-	Slot	   *task_slot;		/* the slot it is about */
-	uint64		task_claim;		/* and that slot's claim then */
+	Slot	   *heartbeat_slot; /* TASK_HEARTBEAT: the job's slot */
+	uint64		heartbeat_claim;	/* and that slot's claim then */
+	Slot	  **reporting;		/* TASK_REPORT: the slots whose outcomes are
+								 * being recorded, one column each */
+	int			nreporting;
+	bool		report_singly;	/* after a failed batch, one at a time */
 	bool		server_utf8;	/* the database takes any UTF-8 text */
 	uint64		wakeups;		/* notifications and rechecks seen */
 	uint64		wakeups_at_claim;	/* wakeups when the last claim was sent */
@@ -241,7 +245,9 @@ extern void job_advance(Worker *w, Slot *slot, const PollSet *ps);
 extern void job_stop(Worker *w, Slot *slot, StopReason reason, int64 now);
 extern void job_outcome(Worker *w, Slot *slot, bool succeeded, const char *error, char *result);
 extern void job_end(Worker *w, Slot *slot, bool succeeded, const char *error, char *result);
-extern bool job_send_outcome(Conn *c, const Slot *slot);
+#define JOB_OUTCOME_PARAMS 5
+extern void job_outcome_call(const Slot *slot, StringInfo sql, const char **values,
+							 int *nvalues);
 extern void job_recorded(Slot *slot, bool recorded);
 extern void job_release(Slot *slot);
 extern void job_kill(Slot *slot);

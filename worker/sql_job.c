@@ -41,11 +41,22 @@ sql_job_send(Worker *w, Slot *slot, SqlPhase phase, const char *sql)
 		sql_job_abandon(w, slot, slot->sql.error);
 }
 
+/* jq_complete or jq_fail, on the job's own connection */
 static void
 sql_job_send_outcome(Worker *w, Slot *slot, SqlPhase phase)
 {
+	StringInfoData sql;
+	const char *values[JOB_OUTCOME_PARAMS];
+	int			nvalues = 0;
+	bool		sent;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	job_outcome_call(slot, &sql, values, &nvalues);
 	slot->phase = phase;
-	if (!job_send_outcome(&slot->sql, slot))
+	sent = conn_send(&slot->sql, sql.data, nvalues, values);
+	pg_free(sql.data);
+	if (!sent)
 		sql_job_abandon(w, slot, slot->sql.error);
 }
 
