@@ -49,6 +49,10 @@
 
 #include "job_queue.h"
 
+/* what pg_stat_activity shows as backend_type, by kind of job */
+const char *const jq_executor_type[JQ_NUM_KINDS] = {"job_queue executor",
+"job_queue shell executor"};
+
 static int	exe_slotno;
 static volatile JqExecutor *exe_slot;
 static MemoryContext exe_batch_cxt;
@@ -464,7 +468,7 @@ jq_executor_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(start.dboid, InvalidOid, 0);
 	exe_attach(&start);
-	pgstat_report_appname("job_queue executor");
+	pgstat_report_appname(jq_executor_type[exe_slot->kind]);
 	if (exe_slot->kind == JQ_KIND_SHELL)
 		jq_shell_job_init();
 	else

@@ -15,7 +15,7 @@
 #include "job_queue.h"
 
 bool		jq_execute_in_server = true;
-int			jq_max_executors = 8;
+int			jq_max_executors = 16;
 int			jq_executors_per_database = 2;
 int			jq_batch_size = 64;
 int			jq_batch_time_ms = 10;
@@ -69,7 +69,7 @@ jq_guc_init(bool preloading)
 								gettext_noop("Maximum number of executors in the whole cluster."),
 								gettext_noop("Each executor is a background worker and counts against max_worker_processes."),
 								&jq_max_executors,
-								8, 1, 1024,
+								16, 1, 1024,
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 

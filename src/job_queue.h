@@ -156,6 +156,7 @@ extern PGDLLEXPORT void jq_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void jq_scheduler_main(Datum main_arg);
 
 /* executor.c */
+extern const char *const jq_executor_type[JQ_NUM_KINDS];
 extern PGDLLEXPORT void jq_executor_main(Datum main_arg);
 
 /* job_run.c: one SQL job in a subtransaction */
@@ -194,6 +195,7 @@ extern void jq_run_job(JqJob *job, volatile JqExecutor *slot);
 /* shell_job.c: one shell job in a child process */
 extern void jq_shell_job_init(void);
 extern void jq_run_shell_job(JqJob *job, volatile JqExecutor *slot);
+extern void jq_kill_orphaned_shell_jobs(void);
 
 /* utility.c */
 extern void jq_utility_init(void);

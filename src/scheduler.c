@@ -243,6 +243,7 @@ sched_adopt_leftovers(void)
 			sched_release_slot(i, "executor stopped while running the job");
 	}
 	/* whatever is still running in-server was cut off by a restart */
+	jq_kill_orphaned_shell_jobs();
 	sched_reclaim(0, 0, "server restarted while the job was running");
 }
 
@@ -285,9 +286,9 @@ sched_start_executor(JqJobKind kind)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_executor_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "job_queue executor %d for database %u",
-			 slotno, MyDatabaseId);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "job_queue executor");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d for database %u",
+			 jq_executor_type[kind], slotno, MyDatabaseId);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", jq_executor_type[kind]);
 	worker.bgw_main_arg = Int32GetDatum(slotno);
 	start.dboid = MyDatabaseId;
 	start.generation = sched_generations[slotno];

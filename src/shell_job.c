@@ -15,7 +15,11 @@
  * is told to exit (server shutdown, pg_terminate_backend): the job is then
  * released, ready to run again with its attempt given back.  The process
  * group is published in the executor's slot so that the scheduler can kill
- * it if the executor dies, and a crash exit (SIGQUIT) kills it too.
+ * it if the executor dies, and a crash exit (SIGQUIT) kills it too.  An
+ * executor killed outright (SIGKILL) can do neither, and a crash restart
+ * forgets the slots: every process of a job carries a marker in its
+ * environment, and the scheduler kills the marked processes of its database
+ * when it starts (Linux, where /proc shows environments).
  *
  * No transaction is open while the program runs.
  *
@@ -23,13 +27,17 @@
  */
 #include "postgres.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
@@ -86,6 +94,70 @@ shell_publish_pgid(volatile JqExecutor *slot, pid_t pgid)
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 	slot->shell_pgid = pgid;
 	LWLockRelease(jq_shared->lock);
+}
+
+/* "JQ_SERVER=<data directory>:<database>": marks the processes of this database's jobs. */
+static char *
+shell_marker(Oid dboid)
+{
+	return psprintf("JQ_SERVER=%s:%u", DataDir, dboid);
+}
+
+/* Whether a process's environment holds the entry marker. */
+static bool
+shell_process_marked(const char *pid, const char *marker)
+{
+	char		path[MAXPGPATH];
+	StringInfoData env;
+	char		chunk[8192];
+	ssize_t		n;
+	int			fd;
+	bool		marked = false;
+
+	snprintf(path, sizeof(path), "/proc/%s/environ", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;			/* gone, or not ours */
+	initStringInfo(&env);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		appendBinaryStringInfo(&env, chunk, (int) n);
+	close(fd);
+
+	for (int i = 0; i < env.len && !marked; i += strlen(env.data + i) + 1)
+		marked = strcmp(env.data + i, marker) == 0;
+	pfree(env.data);
+	return marked;
+}
+
+/*
+ * Kill whatever is left of the shell jobs this database's executors ran
+ * before: called by the scheduler when it starts, once no executor of the
+ * database runs.
+ */
+void
+jq_kill_orphaned_shell_jobs(void)
+{
+#ifdef __linux__
+	char	   *marker = shell_marker(MyDatabaseId);
+	DIR		   *dir = AllocateDir("/proc");
+	struct dirent *de;
+
+	while ((de = ReadDir(dir, "/proc")) != NULL)
+	{
+		if (strspn(de->d_name, "0123456789") != strlen(de->d_name) ||
+			atoi(de->d_name) == MyProcPid)
+			continue;
+		if (shell_process_marked(de->d_name, marker))
+		{
+			ereport(LOG,
+					(errmsg("job_queue killed process %s, left over from a shell job",
+							de->d_name)));
+			kill(atoi(de->d_name), SIGKILL);
+		}
+	}
+	FreeDir(dir);
+	pfree(marker);
+#endif
 }
 
 /* Whether the owner may still run shell jobs; needs a transaction. */
@@ -235,6 +307,23 @@ shell_supervise(JqJob *job, volatile JqExecutor *slot, JqShellProcess *proc)
 	}
 }
 
+/* The job's own variables, then the marker. */
+static char **
+shell_environment(char **job_env)
+{
+	int			n = 0;
+	char	  **env;
+
+	while (job_env && job_env[n])
+		n++;
+	env = palloc(sizeof(char *) * (n + 2));
+	for (int i = 0; i < n; i++)
+		env[i] = job_env[i];
+	env[n] = shell_marker(MyDatabaseId);
+	env[n + 1] = NULL;
+	return env;
+}
+
 /*
  * Run a claimed shell job.  Fills in the outcome, the result (the exit
  * status and output, as JSON) and the error.
@@ -265,7 +354,7 @@ jq_run_shell_job(JqJob *job, volatile JqExecutor *slot)
 	memset(&spec, 0, sizeof(spec));
 	spec.command = job->command;
 	spec.argv = job->argv;
-	spec.env = job->env;
+	spec.env = shell_environment(job->env);
 	spec.working_dir = job->working_dir;
 	spec.output_limit = (size_t) jq_shell_output_limit_kb * 1024;
 

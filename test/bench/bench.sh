@@ -428,8 +428,7 @@ row "jq.job_history" "$(pretty_bytes "$heap_hist")" "$(pretty_bytes "$idx_hist")
 # jq.job_history, for the check of the report.
 shell_executors=${SHELL_EXECUTORS:-$(q -c "SHOW jq.shell_executors_per_database")}
 set_conf jq.shell_executors_per_database 0
-wait_for "SELECT count(*) = current_setting('jq.executors_per_database')::int
-		  FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue shell executor'"
 q -c "SELECT cardinality(jq_enqueue_bulk(array_fill('true'::text, ARRAY[$SHELL_JOBS]), kind => 'shell'))" >/dev/null
 q -c "CHECKPOINT"
 shell_switch_at=$(q -c "ALTER SYSTEM SET jq.shell_executors_per_database = '$shell_executors'" \

@@ -24,7 +24,8 @@ $primary->safe_psql('jobs',
 	'CREATE EXTENSION job_queue; CREATE TABLE done (tag text, standby boolean)');
 ok( $primary->poll_query_until(
 		'postgres', $workers_query,
-		'job_queue executor,job_queue executor,job_queue launcher,job_queue scheduler'
+		'job_queue executor,job_queue executor,job_queue launcher,job_queue scheduler,'
+	  . 'job_queue shell executor,job_queue shell executor'
 	),
 	'primary: launcher, scheduler and executors run');
 
@@ -96,7 +97,8 @@ ok( $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'),
 	'standby promoted');
 ok( $standby->poll_query_until(
 		'postgres', $workers_query,
-		'job_queue executor,job_queue executor,job_queue launcher,job_queue scheduler'
+		'job_queue executor,job_queue executor,job_queue launcher,job_queue scheduler,'
+	  . 'job_queue shell executor,job_queue shell executor'
 	),
 	'promoted: launcher, scheduler and executors run');
 is($standby->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),

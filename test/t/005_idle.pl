@@ -37,10 +37,11 @@ my $jobs_oid = $node->safe_psql('postgres',
 	"SELECT oid FROM pg_database WHERE datname = 'jobs'");
 
 my $workers_filter = q{
-	backend_type IN ('job_queue scheduler', 'job_queue executor')
+	backend_type IN ('job_queue scheduler', 'job_queue executor', 'job_queue shell executor')
 	AND datname = 'jobs'};
 
-# wait until the scheduler and both executors are up and waiting for work
+# wait until the scheduler and its executors (two for SQL, two for shell
+# jobs) are up and waiting for work
 sub wait_idle_workers
 {
 	my ($what) = @_;
@@ -49,11 +50,11 @@ sub wait_idle_workers
 		SELECT count(*) FILTER (WHERE backend_type = 'job_queue scheduler'
 								AND state = 'idle')
 			   || '/' ||
-			   count(*) FILTER (WHERE backend_type = 'job_queue executor'
+			   count(*) FILTER (WHERE backend_type LIKE 'job_queue %executor'
 								AND state = 'idle' AND wait_event = 'Extension')
 		FROM pg_stat_activity WHERE $workers_filter},
-			'1/2'),
-		"scheduler and two executors idle $what");
+			'1/4'),
+		"scheduler and its four executors idle $what");
 	# let whatever woke them last finish
 	sleep(1);
 }

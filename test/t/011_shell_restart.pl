@@ -71,7 +71,7 @@ sub start_long_job
 	my $executor = $node->safe_psql(
 		'postgres', qq{
 	SELECT pid FROM pg_stat_activity
-	WHERE backend_type = 'job_queue executor' AND query LIKE '%$tag.ran%'});
+	WHERE backend_type = 'job_queue shell executor' AND query LIKE '%$tag.ran%'});
 	ok($executor, "$tag: found the job's executor ($executor)");
 	return ($id, $executor, @pids);
 }
@@ -150,8 +150,8 @@ $node->safe_psql('postgres',
 	'ALTER SYSTEM SET jq.shell_executors_per_database = 0; SELECT pg_reload_conf()');
 ok( $node->poll_query_until(
 		'postgres', q{
-	SELECT count(*) = current_setting('jq.executors_per_database')::int
-	FROM pg_stat_activity WHERE backend_type = 'job_queue executor'}),
+	SELECT count(*) = 0
+	FROM pg_stat_activity WHERE backend_type = 'job_queue shell executor'}),
 	'queued: the shell executors stopped');
 my @ids2 = split /\n/, $node->safe_psql(
 	'postgres', qq{
@@ -178,19 +178,15 @@ is( $node->safe_psql(
 ###########################################################################
 
 my ($id3, $executor3, @pids3) = start_long_job('kill9');
+push @all_pids, @pids3;
 kill_for_crash_restart($node, $executor3);
 ok(1, 'kill -9: the postmaster restarted the cluster');
-{
-	# The leader dies with its executor (PR_SET_PDEATHSIG), but the rest of
-	# its process group is reached by nobody: the crash restart wipes the
-	# executor's slot, where the group was published, before the scheduler
-	# can kill it, and the postmaster signals its children's groups, not
-	# the job's own.
-	local $TODO = 'the processes of a job whose executor was killed -9 survive the crash restart';
-	is(join(' ', live_after(5, \@pids3)), '',
-		'kill -9: no process of the job is left');
-}
-kill_leftovers(@pids3);
+# The leader dies with its executor (PR_SET_PDEATHSIG); the rest of its
+# process group is found by the scheduler after the restart, by the marker in
+# the environment of every process of a job.
+is(join(' ', live_after(5, \@pids3)), '', 'kill -9: no process of the job is left');
+ok($node->log_contains(qr/killed process \d+, left over from a shell job/),
+	'kill -9: the scheduler says what it killed');
 
 wait_all_succeeded('kill -9', $id3);
 is(job_outcome($id3), "2 1 server restarted while the job was running / rerun, attempt 2\n",

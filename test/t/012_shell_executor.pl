@@ -26,8 +26,8 @@ jq.shell_kill_grace = 1s
 $node->safe_psql('postgres', 'CREATE EXTENSION job_queue; CREATE TABLE sql_done (n int)');
 ok( $node->poll_query_until(
 		'postgres', q{
-	SELECT count(*) = current_setting('jq.executors_per_database')::int + 3
-	FROM pg_stat_activity WHERE backend_type = 'job_queue executor'}),
+	SELECT count(*) = 3
+	FROM pg_stat_activity WHERE backend_type = 'job_queue shell executor'}),
 	'the SQL executors and three shell executors run');
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
