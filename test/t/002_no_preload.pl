@@ -55,7 +55,7 @@ is( $node->safe_psql(
 # an external worker takes the default queue, highest priority first
 my $claimed = $node->safe_psql('postgres', q{
 	SELECT string_agg(id || ':' || command || ':' || attempt, ',' ORDER BY n)
-	FROM jq_dequeue('default', 10, '1 minute', 'tap worker') WITH ORDINALITY d(id, queue, command, payload, attempt, max_attempts, timeout, lease_expires_at, n)});
+	FROM jq_dequeue('default', 10, '1 minute', 'tap worker') WITH ORDINALITY d(id, queue, kind, command, argv, env, working_dir, payload, attempt, max_attempts, timeout, lease_expires_at, n)});
 is($claimed, "$ids[2]:SELECT 3:1,$ids[0]:SELECT 1:1",
 	'jq_dequeue claims the ready jobs of its queue, by priority');
 is( $node->safe_psql(
