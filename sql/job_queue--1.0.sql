@@ -638,7 +638,11 @@ BEGIN
 		PERFORM jq._finish_all(expired, 'error', 'lease expired', true);
 	END IF;
 
-	-- schedules locked by someone else now are not counted as due below
+	/*
+	 * A due schedule another transaction holds locked is left to it (another
+	 * tick fires it; jq_schedule wakes the scheduler when it commits), so
+	 * the timer below counts only fire times after fired_at.
+	 */
 	fired_at := clock_timestamp();
 	PERFORM jq._fire_schedules(fired_at);
 
