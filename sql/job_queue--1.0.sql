@@ -49,6 +49,7 @@ CREATE TABLE jq.job (
 	lease_expires_at timestamptz,
 	executor_token   bigint,
 	errors           jsonb,
+	schedule_name    text,			-- the schedule that enqueued it (jq.schedule.name)
 	CHECK ((command IS NULL) <> (argv IS NULL)),
 	CHECK (kind = 'shell' OR (argv IS NULL AND env IS NULL AND working_dir IS NULL))
 ) WITH (fillfactor = 80,
@@ -89,7 +90,8 @@ CREATE TABLE jq.job_history (
 	finished_at      timestamptz NOT NULL,
 	lease_owner      text,
 	result           jsonb,
-	errors           jsonb
+	errors           jsonb,
+	schedule_name    text
 ) WITH (autovacuum_vacuum_scale_factor = 0.05,
 		autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX job_history_finished_idx ON jq.job_history (finished_at);
@@ -100,7 +102,41 @@ CREATE TABLE jq.queue (
 	external_only boolean NOT NULL DEFAULT false	-- in-server executors leave it alone
 );
 
+/*
+ * Recurring jobs.  The scheduler enqueues one job per schedule when
+ * next_run comes (see jq._fire_schedules); names are unique across roles,
+ * and each schedule's jobs run as its owner.
+ */
+CREATE TABLE jq.schedule (
+	name            text PRIMARY KEY,
+	owner           oid NOT NULL,
+	schedule        text NOT NULL,		-- cron fields, @macro or "every N units"
+	time_zone       text NOT NULL,
+	overlap         text NOT NULL CHECK (overlap IN ('skip', 'queue')),
+	-- the job, as jq_enqueue and jq_enqueue_shell take it
+	kind            text NOT NULL,
+	command         text,
+	argv            text[],
+	env             jsonb,
+	working_dir     text,
+	queue           text NOT NULL,
+	priority        integer NOT NULL,
+	max_attempts    integer,			-- NULL: jq.default_max_attempts when enqueued
+	timeout         interval,			-- NULL: jq.default_timeout when enqueued
+	payload         jsonb,
+	next_run        timestamptz,		-- NULL: it cannot fire again (see last_error)
+	last_run        timestamptz,		-- the fire time of its last job
+	last_job        bigint,
+	skipped_runs    bigint NOT NULL DEFAULT 0,	-- overlap = 'skip': fire times with no job
+	last_skipped_at timestamptz,
+	last_error      text,				-- why its last fire time enqueued nothing
+	created_at      timestamptz NOT NULL DEFAULT now()
+);
+-- the next schedule due, for the scheduler's timer
+CREATE INDEX schedule_next_run_idx ON jq.schedule (next_run);
+
 SELECT pg_catalog.pg_extension_config_dump('jq.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('jq.schedule', '');
 SELECT pg_catalog.pg_extension_config_dump('jq.job', '');
 SELECT pg_catalog.pg_extension_config_dump('jq.job_history', '');
 SELECT pg_catalog.pg_extension_config_dump('jq.job_id_seq', '');
@@ -125,7 +161,7 @@ SELECT j.id, j.queue, j.kind, j.command, j.argv, j.env, j.working_dir, j.payload
 	   j.errors -> -1 ->> 'message' AS last_error,
 	   j.errors -> -1 ->> 'code' AS last_error_code,
 	   (j.errors -> -1 ->> 'timeout')::boolean AS last_error_timeout,
-	   j.errors
+	   j.errors, j.schedule_name
 FROM jq.job j
 WHERE j.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'))
@@ -138,7 +174,7 @@ SELECT h.id, h.queue, h.kind, h.command, h.argv, h.env, h.working_dir, h.payload
 	   h.errors -> -1 ->> 'message',
 	   h.errors -> -1 ->> 'code',
 	   (h.errors -> -1 ->> 'timeout')::boolean,
-	   h.errors
+	   h.errors, h.schedule_name
 FROM jq.job_history h
 WHERE h.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
@@ -150,6 +186,17 @@ CREATE VIEW jq_queues AS
 SELECT q.name AS queue, q.external_only FROM jq.queue q;
 GRANT SELECT ON jq_queues TO PUBLIC;
 COMMENT ON VIEW jq_queues IS 'queues whose settings differ from the defaults';
+
+-- the schedules a role may see: as jq_jobs, its own or all of them for jq_admin
+CREATE VIEW jq_schedules WITH (security_barrier) AS
+SELECT s.name, s.schedule, s.time_zone, s.kind, s.command, s.argv, s.queue, s.priority,
+	   s.overlap, s.owner::regrole AS owner, s.next_run, s.last_run, s.last_job,
+	   s.skipped_runs, s.last_skipped_at, s.last_error, s.created_at
+FROM jq.schedule s
+WHERE s.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+   OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
+GRANT SELECT ON jq_schedules TO PUBLIC;
+COMMENT ON VIEW jq_schedules IS 'every recurring job the current role may see';
 
 /* ---------------------------------------------------------------------
  * C entry points
@@ -257,11 +304,56 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
 COMMENT ON FUNCTION jq_configure_queue IS 'change the settings of a queue (members of jq_admin)';
 
+CREATE FUNCTION jq_schedule(name text,
+							schedule text,
+							command text DEFAULT NULL,
+							kind text DEFAULT 'sql',
+							queue text DEFAULT 'default',
+							priority integer DEFAULT 0,
+							max_attempts integer DEFAULT NULL,
+							timeout interval DEFAULT NULL,
+							payload jsonb DEFAULT NULL,
+							time_zone text DEFAULT 'UTC',
+							overlap text DEFAULT 'skip',
+							argv text[] DEFAULT NULL,
+							env jsonb DEFAULT NULL,
+							working_dir text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_api_call';
+COMMENT ON FUNCTION jq_schedule IS 'create or replace a recurring job of the current role; returns its first fire time';
+
+CREATE FUNCTION jq_unschedule(name text)
+RETURNS boolean
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_api_call';
+COMMENT ON FUNCTION jq_unschedule IS 'remove a recurring job; false if there is none of that name';
+
 -- wake the executors or the scheduler of this database when the transaction commits
 CREATE FUNCTION jq._wake_at_commit(run_at timestamptz)
 RETURNS void
 LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_wake_at_commit';
+
+-- wake this database's scheduler at a given instant, once the transaction commits
+CREATE FUNCTION jq._wake_scheduler_at_commit(at timestamptz)
+RETURNS void
+LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_wake_scheduler_at_commit';
+
+/*
+ * Enqueue a job as role p_owner, through jq_enqueue's own checks (shell jobs
+ * need p_owner's right to run server programs); with p_check_only, only
+ * check it and return NULL.
+ */
+CREATE FUNCTION jq._enqueue_as(p_owner oid, p_check_only boolean, p_kind text,
+							   p_command text, p_argv text[], p_env jsonb,
+							   p_working_dir text, p_queue text, p_priority integer,
+							   p_run_at timestamptz, p_max_attempts integer,
+							   p_timeout interval, p_payload jsonb)
+RETURNS bigint
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_enqueue_as';
 
 -- ask the in-server executor holding a job to stop it
 CREATE FUNCTION jq._request_cancel(token bigint, job_id bigint)
@@ -362,7 +454,7 @@ BEGIN
 	INSERT INTO jq.job_history
 		(id, queue, kind, command, argv, env, working_dir, payload, priority, state,
 		 run_at, attempts, max_attempts, timeout, owner, created_at, started_at,
-		 finished_at, lease_owner, result, errors)
+		 finished_at, lease_owner, result, errors, schedule_name)
 	SELECT d.id, d.queue, d.kind, d.command, d.argv, d.env, d.working_dir, d.payload,
 		   d.priority,
 		   CASE WHEN d.outcome IN ('error', 'rejected') THEN 'failed'
@@ -371,7 +463,8 @@ BEGIN
 		   coalesce(d.started, d.started_at), coalesce(d.finished, clock_timestamp()),
 		   d.lease_owner, d.result,
 		   CASE WHEN d.error IS NULL THEN d.errors
-				ELSE coalesce(d.errors, '[]') || jsonb_build_array(d.error) END
+				ELSE coalesce(d.errors, '[]') || jsonb_build_array(d.error) END,
+		   d.schedule_name
 	FROM done d;
 
 	UPDATE jq.job j
@@ -456,8 +549,73 @@ END
 $$;
 
 /*
- * The scheduler's work when it wakes: expire external leases and prune
- * history.  Returns whether jobs are due now and when the next thing is due.
+ * Fire the schedules due at p_now.  Each gets one job, for the fire time it
+ * was due at (its run_at is next_run), and moves on to its first fire time
+ * after p_now: however many fire times passed while no scheduler ran, a
+ * schedule fires once.  The job and the new next_run commit together, on a
+ * row locked with SKIP LOCKED, so no fire time is ever enqueued twice, by
+ * two schedulers or across a crash.  An interval schedule ("every N ...")
+ * keeps its phase: its next fire time is N after the one just fired, unless
+ * that one has passed too.
+ *
+ * With overlap 'skip', nothing is enqueued while the schedule's last job has
+ * not finished; the fire time is counted in skipped_runs.  A fire time whose
+ * job cannot be enqueued (its owner was dropped, or lost the right to run
+ * shell jobs) is passed over, the error kept in last_error; a schedule whose
+ * next fire time cannot be computed gets next_run NULL and never fires again.
+ */
+CREATE FUNCTION jq._fire_schedules(p_now timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s jq.schedule;
+	next timestamptz;
+	job_id bigint;
+	skipped boolean;
+	error text;
+BEGIN
+	FOR s IN SELECT * FROM jq.schedule sc WHERE sc.next_run <= p_now
+			 ORDER BY sc.next_run
+			 FOR UPDATE SKIP LOCKED
+	LOOP
+		next := NULL;
+		job_id := NULL;
+		error := NULL;
+		skipped := s.overlap = 'skip' AND EXISTS (SELECT FROM jq.job j WHERE j.id = s.last_job);
+		BEGIN
+			next := jq._schedule_next(s.schedule, s.next_run, s.time_zone);
+			IF next <= p_now THEN
+				next := jq._schedule_next(s.schedule, p_now, s.time_zone);
+			END IF;
+			IF NOT skipped THEN
+				job_id := jq._enqueue_as(s.owner, false, s.kind, s.command, s.argv, s.env,
+										 s.working_dir, s.queue, s.priority, s.next_run,
+										 s.max_attempts, s.timeout, s.payload);
+				UPDATE jq.job SET schedule_name = s.name WHERE id = job_id;
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			-- variables keep what was assigned before the error
+			GET STACKED DIAGNOSTICS error = MESSAGE_TEXT;
+			job_id := NULL;
+		END;
+		UPDATE jq.schedule sc
+		SET next_run = next,
+			last_run = CASE WHEN job_id IS NULL THEN sc.last_run ELSE s.next_run END,
+			last_job = coalesce(job_id, sc.last_job),
+			skipped_runs = sc.skipped_runs + skipped::integer,
+			last_skipped_at = CASE WHEN skipped THEN s.next_run ELSE sc.last_skipped_at END,
+			last_error = error
+		WHERE sc.name = s.name;
+	END LOOP;
+END
+$$;
+
+/*
+ * The scheduler's work when it wakes: expire external leases, fire due
+ * schedules and prune history.  Returns whether jobs are due now and when
+ * the next thing is due.
  */
 CREATE FUNCTION jq._tick(OUT due_now boolean, OUT next_event timestamptz)
 LANGUAGE plpgsql
@@ -467,6 +625,7 @@ DECLARE
 	retention interval := current_setting('jq.history_retention')::interval;
 	expired bigint[];
 	pruned bigint;
+	fired_at timestamptz;
 BEGIN
 	-- a job whose lease is being extended right now is left for the next tick
 	SELECT array_agg(e.id) INTO expired
@@ -478,6 +637,14 @@ BEGIN
 	IF expired IS NOT NULL THEN
 		PERFORM jq._finish_all(expired, 'error', 'lease expired', true);
 	END IF;
+
+	/*
+	 * A due schedule another transaction holds locked is left to it (another
+	 * tick fires it; jq_schedule wakes the scheduler when it commits), so
+	 * the timer below counts only fire times after fired_at.
+	 */
+	fired_at := clock_timestamp();
+	PERFORM jq._fire_schedules(fired_at);
 
 	DELETE FROM jq.job_history h
 	WHERE h.id IN (SELECT h2.id FROM jq.job_history h2
@@ -503,7 +670,11 @@ BEGIN
 		   ORDER BY j.lease_expires_at LIMIT 1)
 		  UNION ALL
 		  (SELECT h.finished_at + retention FROM jq.job_history h
-		   ORDER BY h.finished_at LIMIT 1)) AS e(t);
+		   ORDER BY h.finished_at LIMIT 1)
+		  UNION ALL
+		  (SELECT s.next_run FROM jq.schedule s
+		   WHERE s.next_run > fired_at
+		   ORDER BY s.next_run LIMIT 1)) AS e(t);
 END
 $$;
 
@@ -741,10 +912,10 @@ BEGIN
 	END IF;
 	INSERT INTO jq.job (id, queue, kind, command, argv, env, working_dir, payload, priority,
 						state, run_at, attempts, max_attempts, timeout, owner, created_at,
-						errors)
+						errors, schedule_name)
 	VALUES (h.id, h.queue, h.kind, h.command, h.argv, h.env, h.working_dir, h.payload,
 			h.priority, 'ready', now(), 0, h.max_attempts, h.timeout, h.owner, h.created_at,
-			h.errors);
+			h.errors, h.schedule_name);
 	PERFORM jq._wake_at_commit(now());
 	RETURN true;
 END
@@ -778,6 +949,92 @@ BEGIN
 	SET external_only = coalesce(p_external_only, q.external_only);
 	-- jobs of a queue given back to the executors may be due now
 	PERFORM jq._wake_at_commit(now());
+END
+$$;
+
+/*
+ * Create or replace the caller's schedule p_name.  The job is checked as
+ * jq_enqueue checks it, with the caller's rights; the schedule and the time
+ * zone by computing the first fire time.  A replaced schedule keeps its
+ * history (last run, last job, skipped runs) and starts again from now.
+ * Nobody, not even a member of jq_admin, can replace another role's
+ * schedule: its jobs would run as that role.
+ */
+CREATE FUNCTION jq._jq_schedule(p_caller oid, p_is_admin boolean, p_name text,
+								p_schedule text, p_command text, p_kind text, p_queue text,
+								p_priority integer, p_max_attempts integer,
+								p_timeout interval, p_payload jsonb, p_time_zone text,
+								p_overlap text, p_argv text[], p_env jsonb,
+								p_working_dir text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	first_run timestamptz;
+BEGIN
+	IF p_name IS NULL OR p_schedule IS NULL OR p_time_zone IS NULL OR p_overlap IS NULL THEN
+		RAISE EXCEPTION '% must not be null',
+			CASE WHEN p_name IS NULL THEN 'name' WHEN p_schedule IS NULL THEN 'schedule'
+				 WHEN p_time_zone IS NULL THEN 'time_zone' ELSE 'overlap' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF btrim(p_name) = '' THEN
+		RAISE EXCEPTION 'schedule name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF p_overlap NOT IN ('skip', 'queue') THEN
+		RAISE EXCEPTION 'unknown overlap policy "%"', p_overlap
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use skip (no new run while the last one has not finished) or queue (enqueue every run).';
+	END IF;
+	first_run := jq._schedule_next(p_schedule, clock_timestamp(), p_time_zone);
+	PERFORM jq._enqueue_as(p_caller, true, p_kind, p_command, p_argv, p_env, p_working_dir,
+						   p_queue, p_priority, NULL, p_max_attempts, p_timeout, p_payload);
+
+	INSERT INTO jq.schedule AS s
+		(name, owner, schedule, time_zone, overlap, kind, command, argv, env, working_dir,
+		 queue, priority, max_attempts, timeout, payload, next_run)
+	VALUES (p_name, p_caller, p_schedule, p_time_zone, p_overlap, p_kind, p_command, p_argv,
+			p_env, p_working_dir, p_queue, p_priority, p_max_attempts, p_timeout, p_payload,
+			first_run)
+	ON CONFLICT (name) DO UPDATE
+	SET schedule = excluded.schedule, time_zone = excluded.time_zone,
+		overlap = excluded.overlap, kind = excluded.kind, command = excluded.command,
+		argv = excluded.argv, env = excluded.env, working_dir = excluded.working_dir,
+		queue = excluded.queue, priority = excluded.priority,
+		max_attempts = excluded.max_attempts, timeout = excluded.timeout,
+		payload = excluded.payload, next_run = excluded.next_run, last_error = NULL
+	WHERE s.owner = p_caller;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'permission denied for schedule "%"', p_name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Another role owns a schedule of that name.',
+				  HINT = 'Choose another name.  Only the owner of a schedule can replace it.';
+	END IF;
+
+	PERFORM jq._wake_scheduler_at_commit(first_run);
+	RETURN first_run;
+END
+$$;
+
+-- remove a schedule; the jobs it already enqueued stay
+CREATE FUNCTION jq._jq_unschedule(p_caller oid, p_is_admin boolean, p_name text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	schedule_owner oid;
+BEGIN
+	-- the error undoes the delete
+	DELETE FROM jq.schedule s WHERE s.name = p_name RETURNING s.owner INTO schedule_owner;
+	IF schedule_owner <> p_caller AND NOT p_is_admin THEN
+		RAISE EXCEPTION 'permission denied for schedule "%"', p_name
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Only the role that created a schedule and members of jq_admin can remove it.';
+	END IF;
+	RETURN schedule_owner IS NOT NULL;
 END
 $$;
 

@@ -449,6 +449,38 @@ enqueue_check_env(Jsonb *env)
 	}
 }
 
+/*
+ * Read a shell job's arguments from argument first on, in the order of
+ * jq_enqueue_shell: command, argv, env, working_dir, then those
+ * enqueue_read_args reads.
+ */
+static void
+enqueue_read_shell_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
+{
+	if (PG_ARGISNULL(first) == PG_ARGISNULL(first + 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pass either command or argv"),
+				 errhint("command is a command line run by /bin/sh -c; argv is a program and its arguments, run without a shell.")));
+	if (!PG_ARGISNULL(first))
+		enqueue_check_command(PG_GETARG_TEXT_PP(first));
+	enqueue_read_args(fcinfo, first + 4, args);
+	args->kind = cstring_to_text("shell");
+	args->kind_id = enqueue_check_kind(args->kind);
+
+	args->argv = PG_ARGISNULL(first + 1) ? NULL : PG_GETARG_ARRAYTYPE_P(first + 1);
+	if (args->argv)
+		enqueue_check_argv(args->argv);
+	args->env = PG_ARGISNULL(first + 2) ? NULL : PG_GETARG_JSONB_P(first + 2);
+	if (args->env)
+		enqueue_check_env(args->env);
+	args->working_dir = PG_ARGISNULL(first + 3) ? NULL : PG_GETARG_TEXT_PP(first + 3);
+	if (args->working_dir && text_to_cstring(args->working_dir)[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("working_dir must be an absolute path")));
+}
+
 PG_FUNCTION_INFO_V1(jq_enqueue_shell);
 
 /*
@@ -460,31 +492,65 @@ jq_enqueue_shell(PG_FUNCTION_ARGS)
 {
 	EnqueueArgs args;
 
-	if (PG_ARGISNULL(0) == PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("pass either command or argv"),
-				 errhint("command is a command line run by /bin/sh -c; argv is a program and its arguments, run without a shell.")));
-	if (!PG_ARGISNULL(0))
-		enqueue_check_command(PG_GETARG_TEXT_PP(0));
-	enqueue_read_args(fcinfo, 4, &args);
-	args.kind = cstring_to_text("shell");
-	args.kind_id = enqueue_check_kind(args.kind);
-
-	args.argv = PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1);
-	if (args.argv)
-		enqueue_check_argv(args.argv);
-	args.env = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
-	if (args.env)
-		enqueue_check_env(args.env);
-	args.working_dir = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	if (args.working_dir && text_to_cstring(args.working_dir)[0] != '/')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("working_dir must be an absolute path")));
-
+	enqueue_read_shell_args(fcinfo, 0, &args);
 	PG_RETURN_INT64(enqueue_one(PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 								PG_GETARG_DATUM(9), PG_ARGISNULL(9), &args));
+}
+
+PG_FUNCTION_INFO_V1(jq_enqueue_as);
+
+/*
+ * jq._enqueue_as(owner, check_only, kind, command, argv, env, working_dir,
+ *				  queue, priority, run_at, max_attempts, timeout, payload)
+ *	  returns bigint
+ *
+ * Enqueue a job of either kind for role owner, checked as jq_enqueue and
+ * jq_enqueue_shell check it, as if owner had called them: jq_schedule checks
+ * a recurring job with it (check_only), and the scheduler enqueues its runs.
+ * From command on, the arguments are those of jq_enqueue_shell.
+ */
+Datum
+jq_enqueue_as(PG_FUNCTION_ARGS)
+{
+	Oid			owner = PG_GETARG_OID(0);
+	bool		check_only = PG_GETARG_BOOL(1);
+	EnqueueArgs args;
+	JqUserContext ctx;
+	int64		id = 0;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", owner)));
+
+	/* GetUserId() is the owner: the shell check and the jobs' owner use it */
+	GetUserIdAndSecContext(&ctx.saved_userid, &ctx.saved_sec_context);
+	SetUserIdAndSecContext(owner, ctx.saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	enqueue_check_not_null(fcinfo, 2, "kind");
+	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(2)), "shell") == 0)
+		enqueue_read_shell_args(fcinfo, 3, &args);
+	else
+	{
+		if (!PG_ARGISNULL(4) || !PG_ARGISNULL(5) || !PG_ARGISNULL(6))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("argv, env and working_dir are only for shell jobs"),
+					 errhint("Pass kind => 'shell' to run a program.")));
+		enqueue_check_not_null(fcinfo, 3, "command");
+		enqueue_check_command(PG_GETARG_TEXT_PP(3));
+		enqueue_read_args(fcinfo, 7, &args);
+		enqueue_read_kind(fcinfo, 2, &args);
+	}
+
+	if (!check_only)
+		id = enqueue_one(PG_GETARG_DATUM(3), PG_ARGISNULL(3),
+						 PG_GETARG_DATUM(12), PG_ARGISNULL(12), &args);
+	jq_as_caller(&ctx);
+
+	if (check_only)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(id);
 }
 
 PG_FUNCTION_INFO_V1(jq_enqueue_bulk);

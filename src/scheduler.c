@@ -12,8 +12,9 @@
  * It sleeps on its latch and runs SQL only when woken: by a commit that
  * made a job due later than its timer, by an executor that exited, by a
  * config reload, or by its timer, set to the earliest of the next delayed
- * job or retry, the next lease expiry and the next history pruning.  With
- * nothing scheduled it sleeps without a timeout and runs no SQL at all.
+ * job or retry, the next lease expiry, the next history pruning and the next
+ * fire time of a recurring job (jq.schedule).  With nothing scheduled it
+ * sleeps without a timeout and runs no SQL at all.
  *
  * The timer is published in shared memory (next_wakeup) so that backends
  * wake the scheduler only for something earlier.  While the scheduler

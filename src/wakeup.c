@@ -201,3 +201,20 @@ jq_wake_at_commit(PG_FUNCTION_ARGS)
 	jq_wake_at_commit_for(PG_GETARG_TIMESTAMPTZ(0), JQ_KINDS_ALL);
 	PG_RETURN_VOID();
 }
+
+PG_FUNCTION_INFO_V1(jq_wake_scheduler_at_commit);
+
+/*
+ * jq._wake_scheduler_at_commit(at): once this transaction commits, wake the
+ * scheduler at that instant (at once if it has passed) unless its timer is
+ * set earlier.
+ */
+Datum
+jq_wake_scheduler_at_commit(PG_FUNCTION_ARGS)
+{
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(0);
+
+	if (at < wake_scheduler_at)
+		wake_scheduler_at = at;
+	PG_RETURN_VOID();
+}

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Benchmark of job_queue on a throwaway cluster: enqueue rates (vs plain
-# INSERTs), bulk enqueue, end-to-end throughput, pickup latency, statements
-# run while idle, the footprint of jq.job during a sustained run, and the
-# rate of in-server shell jobs.
+# INSERTs), bulk enqueue, end-to-end throughput, pickup latency, lateness of
+# delayed jobs, statements run while idle, the footprint of jq.job during a
+# sustained run, and the rate of in-server shell jobs.
 #
 # Needs the extension installed (make install); installs nothing.  Run as
 # postgres, or as root (it re-executes itself as postgres).
@@ -13,6 +13,7 @@
 #   BENCH_BULK_JOBS        jobs in the bulk enqueue                 (100000)
 #   BENCH_E2E_JOBS         no-op jobs of the end-to-end phase       (20000)
 #   BENCH_LATENCY_JOBS     jobs of the pickup latency phase         (200)
+#   BENCH_LATENESS_JOBS    delayed jobs of the lateness phase       (1000)
 #   BENCH_IDLE_SECONDS     idle time watched by pg_stat_statements  (60)
 #   BENCH_SUSTAIN_SECONDS  duration of the sustained run            (300)
 #   BENCH_SAMPLE_SECONDS   interval of its footprint samples        (30)
@@ -32,6 +33,7 @@ ROUNDS=${BENCH_ROUNDS:-2}
 BULK_JOBS=${BENCH_BULK_JOBS:-100000}
 E2E_JOBS=${BENCH_E2E_JOBS:-20000}
 LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
+LATENESS_JOBS=${BENCH_LATENESS_JOBS:-1000}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
 SUSTAIN_SECONDS=${BENCH_SUSTAIN_SECONDS:-300}
 SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-30}
@@ -338,6 +340,31 @@ row "                                               p99" "$p99"
 row "                                               max" "$pmax"
 row "enqueue statement began -> job ran, p50" "$c50"
 row "                                    p99" "$c99"
+
+###########################################################################
+# lateness of delayed jobs
+###########################################################################
+
+# One transaction enqueues jobs due at random instants of the 10 s that
+# start 1 s later (so that none is due before it commits); the scheduler's
+# timer has to start each on time.  Lateness: the job started - its run_at.
+q -c "SELECT count(jq_enqueue('SELECT 1', queue => 'lateness',
+								run_at => clock_timestamp() + interval '1 second'
+										  + random() * interval '10 seconds'))
+	  FROM generate_series(1, $LATENESS_JOBS)" >/dev/null
+wait_for "SELECT count(*) = $LATENESS_JOBS FROM jq.job_history WHERE queue = 'lateness'" 60
+IFS='|' read -r l50 l99 lmax lneg <<<"$(q -c "
+	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(mx, 'FM9990.00'), neg
+	FROM (SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY d) AS p,
+				 max(d) AS mx, count(*) FILTER (WHERE d < 0) AS neg
+		  FROM (SELECT extract(epoch FROM h.started_at - h.run_at) * 1000 AS d
+				FROM jq.job_history h WHERE h.queue = 'lateness') s) a")"
+
+section "Lateness, $LATENESS_JOBS jobs due at random in 10 s" "ms"
+row "job started - run_at, p50" "$l50"
+row "                      p99" "$l99"
+row "                      max" "$lmax"
+row "  jobs started before their run_at" "$lneg"
 
 ###########################################################################
 # statements while idle
