@@ -265,7 +265,7 @@ shell_reap(pid_t pid)
 	return status;
 }
 
-static void pg_attribute_noreturn()
+static void
 shell_child_fail(int report, ShellStage stage)
 {
 	ShellReport r = {stage, errno};
@@ -290,7 +290,7 @@ shell_close_from(int lowfd, long max_fd)
 }
 
 /* The child: async-signal-safe calls only, then exec. */
-static void pg_attribute_noreturn()
+static void
 shell_child(const JqShellSpec *spec, const ShellLaunch *l)
 {
 	int			report = l->report[1];

@@ -5,15 +5,15 @@
  *	  extends their leases and records how shell jobs ended.
  *
  * One query is in flight at a time.  When the connection is free the next
- * task is, in this order: jq_listen() after connecting; the outcomes of
- * the jobs that ended (all in one statement, so one commit, and so that no
- * lease is held longer than needed); a lease due for extension; a claim,
- * when a slot is free and jobs may be waiting.  Jobs
- * may be waiting after connecting, after a notification for one of our
- * queues, after a claim that got all it asked for, and every --recheck:
- * delayed jobs and retries become ready with no notification.  A
- * notification that arrives while a claim is in flight is not lost: the
- * claim's answer counts only if no notification came meanwhile.
+ * task is, in this order: jq_listen() after connecting; a lease due for
+ * extension; then, taking turns when both wait, the outcomes of the jobs
+ * that ended (all in one statement, so one commit) and a claim, when a
+ * slot is free and jobs may be waiting.  Jobs may be waiting after
+ * connecting, after a notification for one of our queues, after a claim
+ * that got all it asked for, and every --recheck: delayed jobs and retries
+ * become ready with no notification.  A notification that arrives while a
+ * claim is in flight is not lost: the claim's answer counts only if no
+ * notification came meanwhile.
  *
  * A lost connection is tried again after a backoff that doubles from
  * 0.5 s up to 30 s, while the jobs keep running.  An outcome whose query
@@ -130,7 +130,7 @@ static void
 control_send(Worker *w, ControlTask task, const char *sql,
 			 int nparams, const char *const *values, int64 now)
 {
-	w->task = task;
+	w->task = w->last_task = task;
 	if (!conn_send(&w->control, sql, nparams, values))
 		control_lost(w, now);
 }
@@ -199,6 +199,8 @@ void
 control_step(Worker *w, int64 now)
 {
 	Conn	   *c = &w->control;
+	bool		report = false;
+	bool		claim;
 
 	if (c->state == CONN_DOWN && now >= w->reconnect_at)
 	{
@@ -217,14 +219,6 @@ control_step(Worker *w, int64 now)
 	}
 	for (int i = 0; i < w->opts.concurrency; i++)
 	{
-		if (w->slots[i].state == SLOT_REPORT)
-		{
-			control_report(w, now);
-			return;
-		}
-	}
-	for (int i = 0; i < w->opts.concurrency; i++)
-	{
 		if (control_needs_heartbeat(&w->slots[i]) && now >= w->slots[i].heartbeat_at)
 		{
 			control_heartbeat(w, &w->slots[i], now);
@@ -233,7 +227,13 @@ control_step(Worker *w, int64 now)
 	}
 	if (now >= w->recheck_at)
 		w->claim_wanted = true;
-	if (w->claim_wanted && !w->stopping && control_free_slots(w) > 0)
+	for (int i = 0; i < w->opts.concurrency; i++)
+		report = report || w->slots[i].state == SLOT_REPORT;
+	claim = w->claim_wanted && !w->stopping && control_free_slots(w) > 0;
+	/* when both wait, take turns, so that neither holds up the other */
+	if (report && !(claim && w->last_task == TASK_REPORT))
+		control_report(w, now);
+	else if (claim)
 		control_claim(w, now);
 }
 

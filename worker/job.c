@@ -259,7 +259,7 @@ job_start(Worker *w, Slot *slot, PGresult *res, int row)
 	int64		now = now_ms();
 
 	job->id = job_column(res, row, "id");
-	job->id_num = strtoi64(job->id, NULL, 10);
+	job->id_num = strtoll(job->id, NULL, 10);
 	job->attempt = job_column(res, row, "attempt");
 	job->max_attempts = job_column(res, row, "max_attempts");
 	job->queue = job_column(res, row, "queue");
@@ -267,7 +267,7 @@ job_start(Worker *w, Slot *slot, PGresult *res, int row)
 	job->command = job_column(res, row, "command");
 	job->working_dir = job_column(res, row, "working_dir");
 	job->payload = job_column(res, row, "payload");
-	job->timeout_ms = timeout ? strtoi64(timeout, NULL, 10) : 0;
+	job->timeout_ms = timeout ? strtoll(timeout, NULL, 10) : 0;
 	job->argv = argv ? job_parse_array(argv) : NULL;
 	job->env = job_environment(job, env);
 
@@ -285,7 +285,10 @@ job_start(Worker *w, Slot *slot, PGresult *res, int row)
 	log_event(job->id_num, "claimed from queue %s (%s job, attempt %s of %s)",
 			  job->queue, job->kind, job->attempt, job->max_attempts);
 	if (argv != NULL && job->argv == NULL)
+	{
+		slot->retry = false;
 		job_end(w, slot, false, "argv is not a list of program and arguments", NULL);
+	}
 	else if (strcmp(job->kind, "shell") == 0)
 		job_start_shell(w, slot);
 	else if (strcmp(job->kind, "sql") == 0)
@@ -323,8 +326,8 @@ job_shell_exited(Worker *w, Slot *slot)
 	slot->proc_started = false;
 
 	if (slot->stop == STOP_TIMEOUT)
-		error = psprintf("job exceeded its timeout of " INT64_FORMAT " ms and was stopped (%s)",
-						 slot->job.timeout_ms, how.data);
+		error = psprintf("job exceeded its timeout of %lld ms and was stopped (%s)",
+						 (long long) slot->job.timeout_ms, how.data);
 	else if (slot->stop == STOP_SHUTDOWN)
 		error = psprintf("the worker shut down before the job ended; it was stopped (%s)",
 						 how.data);

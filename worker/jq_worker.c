@@ -143,7 +143,7 @@ worker_begin_shutdown(Worker *w, int64 now)
 }
 
 /* Exit now: kill every job's processes, close every connection. */
-static void pg_attribute_noreturn()
+static void
 worker_exit(Worker *w, int status)
 {
 	for (int i = 0; i < w->opts.concurrency; i++)

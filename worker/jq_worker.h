@@ -208,6 +208,7 @@ typedef struct Worker
 	int			backoff_ms;		/* wait before the next attempt */
 	bool		listening;
 	ControlTask task;			/* query in flight on control */
+	ControlTask last_task;		/* the one sent last */
 	Slot	   *heartbeat_slot; /* TASK_HEARTBEAT: the job's slot */
 	uint64		heartbeat_claim;	/* and that slot's claim then */
 	Slot	  **reporting;		/* TASK_REPORT: the slots whose outcomes are

@@ -45,7 +45,7 @@ log_line(int64 job_id, const char *fmt, va_list args)
 	len += strftime(line + len, sizeof(line) - len, "%Z", &tm);
 	len += snprintf(line + len, sizeof(line) - len, " jq_worker[%d]: ", (int) getpid());
 	if (job_id != 0)
-		len += snprintf(line + len, sizeof(line) - len, "job " INT64_FORMAT ": ", job_id);
+		len += snprintf(line + len, sizeof(line) - len, "job %lld: ", (long long) job_id);
 	vsnprintf(line + len, sizeof(line) - len - 1, fmt, args);
 
 	/* libpq's messages end with a newline, some have more: one line */

@@ -52,7 +52,7 @@ options_usage(void)
 		   progname);
 }
 
-static void pg_attribute_noreturn()
+static void
 options_error(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "%s: ", progname);
@@ -94,6 +94,7 @@ options_bytes(const char *arg)
 			return (size_t) (n * units[i].factor);
 	}
 	options_error("invalid value for --output-limit: \"%s\"", arg);
+	return 0;					/* keep compiler quiet */
 }
 
 static void
@@ -224,6 +225,19 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 	}
 	if (optind < argc)
 		options_error("unexpected argument \"%s\"", argv[optind]);
+	if (opts->dsn != NULL)
+	{
+		char	   *err = NULL;
+		PQconninfoOption *parsed = PQconninfoParse(opts->dsn, &err);
+
+		if (parsed == NULL)
+		{
+			if (err != NULL)
+				err[strcspn(err, "\n")] = '\0';
+			options_error("invalid --dsn: %s", err ? err : "out of memory");
+		}
+		PQconninfoFree(parsed);
+	}
 
 	if (opts->name == NULL)
 	{

@@ -106,8 +106,8 @@ static char *
 sql_job_error(const Slot *slot, const char *message)
 {
 	if (slot->stop == STOP_TIMEOUT)
-		return psprintf("job exceeded its timeout of " INT64_FORMAT " ms: %s",
-						slot->job.timeout_ms, message);
+		return psprintf("job exceeded its timeout of %lld ms: %s",
+						(long long) slot->job.timeout_ms, message);
 	if (slot->stop == STOP_SHUTDOWN)
 		return psprintf("the worker shut down before the job ended: %s", message);
 	return pg_strdup(message);

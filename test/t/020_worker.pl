@@ -3,7 +3,8 @@
 #
 #  1. three workers drain 2,000 shell jobs: each job succeeds, and ran at
 #     least once and at most once per attempt (each run appends its id to a
-#     file); an idle worker is woken by NOTIFY, and takes only its queues;
+#     file); a long job among them keeps its lease; an idle worker is woken
+#     by NOTIFY, and takes only its queues;
 #  2. kill -9 of a worker mid-job: its job's process dies with it, the lease
 #     expires and another worker runs the job again;
 #  3. the server restarts under running workers: they connect again and
@@ -61,7 +62,8 @@ sub start_worker
 sub worker_log
 {
 	my ($name) = @_;
-	return slurp_file("$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log");
+	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
+	return -e $log ? slurp_file($log) : '';
 }
 
 sub wait_log
@@ -167,15 +169,19 @@ sub check_runs
 # 1. three workers drain 2,000 shell jobs
 ###########################################################################
 
+# one long job among them must keep its lease while short ones stream by
 query(qq{CREATE TABLE drain AS
-	SELECT jq_enqueue_shell(command => 'echo \$JQ_JOB_ID >> $dir/drain') AS id
-	FROM generate_series(1, 2000)});
+	SELECT jq_enqueue_shell(command => CASE WHEN n = 10 THEN 'sleep 4; ' ELSE '' END
+									   || 'echo \$JQ_JOB_ID >> $dir/drain') AS id
+	FROM generate_series(1, 2000) n});
 my $t0 = time;
 start_worker("drain$_", '--concurrency', 4, '--lease', 2, '--recheck', 1) for 1 .. 3;
 ok(wait_query("SELECT count(*) = 2000 FROM jq_jobs WHERE id IN (SELECT id FROM drain) AND state = 'succeeded'"),
 	'three workers ran 2,000 shell jobs');
 note sprintf('2,000 jobs in %.1f s', time - $t0);
 check_runs('drain', "$dir/drain", 'SELECT id FROM drain');
+is( query("SELECT attempts || ' ' || coalesce(errors::text, '') FROM jq_jobs WHERE command LIKE 'sleep 4;%'"),
+	'1 ', 'the long job kept its lease through heartbeats');
 is( query("SELECT count(DISTINCT lease_owner) FROM jq_jobs WHERE id IN (SELECT id FROM drain)"),
 	3, 'all three workers took jobs');
 is( query("SELECT count(*) FROM jq_jobs WHERE id IN (SELECT id FROM drain) AND result->>'exit_code' = '0' AND result->>'stdout' = ''"),
