@@ -155,6 +155,7 @@ typedef enum StopReason
 typedef enum SqlPhase
 {
 	SQL_CONNECTING,
+	SQL_RESET,					/* DISCARD ALL on a connection used before */
 	SQL_BEGIN,
 	SQL_COMMAND,
 	SQL_COMPLETE,				/* jq_complete in the job's transaction */

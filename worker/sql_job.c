@@ -17,12 +17,14 @@
  * A command that ends the transaction itself (COMMIT, ROLLBACK) fails
  * without retry, as in the server.
  *
- *	 CONNECTING -> BEGIN -> COMMAND -> COMPLETE -> COMMIT -> (done)
+ *	 CONNECTING or RESET -> BEGIN -> COMMAND -> COMPLETE -> COMMIT -> (done)
  *	 BEGIN, COMMAND, COMPLETE --(error, lease lost)--> ROLLBACK -> FAIL -> (done)
  *	 COMMIT --(error)--> FAIL -> (done)
  *
  * A job runs as the role the worker connects as.  The connection stays
- * open for the slot's next SQL job.  If it fails while a job runs, the
+ * open for the slot's next SQL job, which begins with DISCARD ALL so that
+ * no setting, temporary table or lock of a job outlives it.  If the
+ * connection fails while a job runs, the
  * job's transaction is gone with it, and the failure is recorded over the
  * control connection instead (if COMMIT was in flight the job may have
  * succeeded: jq_fail is then refused, since the attempt is no longer held).
@@ -33,12 +35,14 @@
  */
 #include "jq_worker.h"
 
+static void sql_job_lost(Worker *w, Slot *slot);
+
 static void
 sql_job_send(Worker *w, Slot *slot, SqlPhase phase, const char *sql)
 {
 	slot->phase = phase;
 	if (!conn_send(&slot->sql, sql, 0, NULL))
-		sql_job_abandon(w, slot, slot->sql.error);
+		sql_job_lost(w, slot);
 }
 
 /* jq_complete or jq_fail, on the job's own connection */
@@ -57,7 +61,7 @@ sql_job_send_outcome(Worker *w, Slot *slot, SqlPhase phase)
 	sent = conn_send(&slot->sql, sql.data, nvalues, values);
 	pg_free(sql.data);
 	if (!sent)
-		sql_job_abandon(w, slot, slot->sql.error);
+		sql_job_lost(w, slot);
 }
 
 void
@@ -75,7 +79,7 @@ sql_job_start(Worker *w, Slot *slot)
 	slot->sql_fresh = (slot->sql.state != CONN_READY);
 	if (!slot->sql_fresh)
 	{
-		sql_job_send(w, slot, SQL_BEGIN, "BEGIN");
+		sql_job_send(w, slot, SQL_RESET, "DISCARD ALL");
 		return;
 	}
 	slot->phase = SQL_CONNECTING;
@@ -190,6 +194,12 @@ sql_job_result(Worker *w, Slot *slot, PGresult *res)
 	{
 		case SQL_CONNECTING:
 			break;
+		case SQL_RESET:
+			if (!ok)
+				sql_job_abandon(w, slot, sql_job_message(res));
+			else
+				sql_job_send(w, slot, SQL_BEGIN, "BEGIN");
+			break;
 		case SQL_BEGIN:
 			sql_job_send(w, slot, SQL_COMMAND, slot->job.command);
 			break;
@@ -255,6 +265,32 @@ sql_job_result(Worker *w, Slot *slot, PGresult *res)
 	}
 }
 
+/*
+ * The connection failed.  A kept connection that died while idle is found
+ * out by the first step of the next job, which has not begun: connect
+ * again.  Otherwise the job is abandoned.
+ */
+static void
+sql_job_lost(Worker *w, Slot *slot)
+{
+	char	   *why;
+
+	if (slot->phase <= SQL_BEGIN && !slot->sql_fresh)
+	{
+		slot->sql_fresh = true;
+		slot->phase = SQL_CONNECTING;
+		conn_connect(&slot->sql, w->opts.dsn);
+		if (slot->sql.state != CONN_DOWN)
+			return;
+	}
+	if (slot->phase == SQL_CONNECTING)
+		why = psprintf("could not connect: %s", slot->sql.error);
+	else
+		why = psprintf("connection lost while the job ran: %s", slot->sql.error);
+	sql_job_abandon(w, slot, why);
+	pg_free(why);
+}
+
 void
 sql_job_advance(Worker *w, Slot *slot, const PollSet *ps)
 {
@@ -264,22 +300,8 @@ sql_job_advance(Worker *w, Slot *slot, const PollSet *ps)
 
 	if (ev == CONN_FAILED && !running)
 		log_detail(0, "idle connection of slot %d closed: %s", slot->index, slot->sql.error);
-	else if (ev == CONN_FAILED && slot->phase <= SQL_BEGIN && !slot->sql_fresh)
-	{
-		/* the kept connection died while idle: the job has not begun, connect again */
-		slot->sql_fresh = true;
-		slot->phase = SQL_CONNECTING;
-		conn_connect(&slot->sql, w->opts.dsn);
-		if (slot->sql.state == CONN_DOWN)
-			sql_job_abandon(w, slot, slot->sql.error);
-	}
 	else if (ev == CONN_FAILED)
-	{
-		char	   *why = psprintf("connection lost while the job ran: %s", slot->sql.error);
-
-		sql_job_abandon(w, slot, why);
-		pg_free(why);
-	}
+		sql_job_lost(w, slot);
 	else if (ev == CONN_CONNECTED && running)
 		sql_job_send(w, slot, SQL_BEGIN, "BEGIN");
 	else if (ev == CONN_RESULT && running)

@@ -16,7 +16,7 @@
 #     included, and what a job leaves running in the background dies with it;
 #  6. SQL jobs commit together with their completion: an error, a killed
 #     worker or a cancelled job leaves no effect, a job that ends its own
-#     transaction fails.
+#     transaction fails, and no session state passes from job to job.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -369,6 +369,15 @@ start_worker('sql_heir', '--queue', 'sql', '--kinds', 'sql', '--lease', 1, '--re
 ok(wait_query("SELECT state = 'succeeded' FROM jq_jobs WHERE id = $dies"), 'another worker ran the job again');
 is(query("SELECT attempts FROM jq_jobs WHERE id = $dies"), 2, 'in a second attempt');
 is(query('SELECT count(*) FROM effects WHERE k = 1004'), 1, 'its effect committed once');
+
+# one job's session state does not reach the next job on the same connection
+my @state = split /\n/, query(q{SELECT jq_enqueue(c, queue => 'sql') FROM unnest(ARRAY[
+	'SET application_name = ''leaked''; CREATE TEMP TABLE leak (k int)',
+	'INSERT INTO effects SELECT 1005 WHERE current_setting(''application_name'') <> ''leaked'' AND to_regclass(''pg_temp.leak'') IS NULL'
+	]) c});
+ok(wait_query("SELECT count(*) = 2 FROM jq_jobs WHERE id IN ($state[0], $state[1]) AND state = 'succeeded'"),
+	'a job that changes its session, then another');
+is(query('SELECT count(*) FROM effects WHERE k = 1005'), 1, 'the second saw none of the changes of the first');
 is(stop_worker('sql_heir'), 0, 'the worker stopped');
 
 is(query("SELECT count(*) FROM jq_jobs WHERE state IN ('ready', 'running')"), 0, 'no job left behind');
