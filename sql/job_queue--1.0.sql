@@ -335,6 +335,12 @@ RETURNS void
 LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_wake_at_commit';
 
+-- NOTIFY jq_jobs, as jq.notify says, that jobs of any queue are due
+CREATE FUNCTION jq._notify_due()
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_notify_due';
+
 -- wake this database's scheduler at a given instant, once the transaction commits
 CREATE FUNCTION jq._wake_scheduler_at_commit(at timestamptz)
 RETURNS void
@@ -654,6 +660,10 @@ BEGIN
 
 	due_now := EXISTS (SELECT FROM jq.job j
 					   WHERE j.state = 'ready' AND j.run_at <= clock_timestamp());
+	-- delayed jobs and retries that came due: external workers hear of them too
+	IF due_now THEN
+		PERFORM jq._notify_due();
+	END IF;
 
 	IF pruned = 10000 THEN
 		next_event := clock_timestamp();	-- more to prune: come back at once

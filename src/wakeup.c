@@ -192,6 +192,20 @@ jq_listen(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+PG_FUNCTION_INFO_V1(jq_notify_due);
+
+/*
+ * jq._notify_due(): the scheduler found jobs due, delayed ones or retries
+ * whose enqueue notified nobody at the time; the empty payload stands for
+ * any queue.
+ */
+Datum
+jq_notify_due(PG_FUNCTION_ARGS)
+{
+	jq_notify_enqueued(cstring_to_text(""));
+	PG_RETURN_VOID();
+}
+
 PG_FUNCTION_INFO_V1(jq_wake_at_commit);
 
 /* jq._wake_at_commit(run_at): jq_wake_at_commit_for jobs of any kind. */

@@ -201,6 +201,13 @@ is(query("SELECT lease_owner FROM jq_jobs WHERE id = $fast"), 'listener', 'the l
 is(query("SELECT state FROM jq_jobs WHERE id = $other"), 'ready', 'no worker of queue other: its job waits');
 query("SELECT jq_cancel($other)");
 
+# a delayed job: the scheduler notifies the listener when it comes due
+my $delayed = query("SELECT jq_enqueue_shell(command => 'true', queue => 'fast', run_at => now() + interval '2 seconds')");
+$t0 = time;
+ok(wait_query("SELECT state = 'succeeded' FROM jq_jobs WHERE id = $delayed"), 'the delayed job ran');
+cmp_ok(time - $t0, '<', 10, 'woken when it came due, not by --recheck');
+is(query("SELECT started_at >= run_at FROM jq_jobs WHERE id = $delayed"), 't', 'not before its run_at');
+
 ###########################################################################
 # 2. kill -9 of a worker mid-job
 ###########################################################################
