@@ -10,8 +10,9 @@
  * that ended (all in one statement, so one commit) and a claim, when a
  * slot is free and jobs may be waiting.  Jobs may be waiting after
  * connecting, after a notification for one of our queues, after a claim
- * that got all it asked for, and every --recheck: delayed jobs and retries
- * become ready with no notification.  A notification that arrives while a
+ * that got all it asked for, and every --recheck, a safety net: the
+ * in-server scheduler notifies when delayed jobs and retries come due, but
+ * without it (library not preloaded) nothing does.  A notification that arrives while a
  * claim is in flight is not lost: the claim's answer counts only if no
  * notification came meanwhile.
  *
