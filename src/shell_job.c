@@ -47,9 +47,6 @@
 #include "job_queue.h"
 #include "shell_run.h"
 
-/* bytes of stderr's last line quoted in an error message */
-#define SHELL_ERROR_TAIL 200
-
 /* the group of the running job, for the crash-exit handler */
 static volatile pid_t shell_running_pgid = 0;
 
@@ -172,37 +169,36 @@ shell_owner_allowed(Oid owner)
 	return allowed;
 }
 
-/* Text the database accepts: the longest valid prefix in its encoding. */
-static char *
-shell_server_text(const char *s, size_t len)
-{
-	int			valid = pg_encoding_verifymbstr(GetDatabaseEncoding(), s, (int) len);
-
-	return pnstrdup(s, valid);
-}
-
 /*
- * The message of a failed run: how it ended, and the last line of its
- * stderr, which usually says why.
+ * Text from shell_run.c, which is valid UTF-8, as the database accepts it:
+ * outside a UTF-8 (or SQL_ASCII) database, non-ASCII bytes become '?'.
  */
 static char *
-shell_error_message(const JqShellProcess *proc, const char *how)
+shell_server_text(StringInfo buf)
 {
-	const JqShellStream *err = &proc->err;
-	size_t		end = err->len;
-	size_t		start;
-
-	while (end > 0 && (err->data[end - 1] == '\n' || err->data[end - 1] == '\r'))
-		end--;
-	start = end;
-	while (start > 0 && err->data[start - 1] != '\n' && end - start < SHELL_ERROR_TAIL)
-		start--;
-	if (start == end)
-		return pstrdup(how);
-	return psprintf("%s: %s", how, shell_server_text(err->data + start, end - start));
+	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
+	{
+		for (int i = 0; i < buf->len; i++)
+		{
+			if (IS_HIGHBIT_SET(buf->data[i]))
+				buf->data[i] = '?';
+		}
+	}
+	return buf->data;
 }
 
-/* The result as JSON text; outside a UTF-8 database, non-ASCII bytes become '?'. */
+/* The message of a failed run: how it ended, and the last line of its stderr. */
+static char *
+shell_error_message(const JqShellProcess *proc)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	jq_shell_error_message(proc, &buf);
+	return shell_server_text(&buf);
+}
+
+/* The result: exit status and output, as JSON text. */
 static char *
 shell_result(const JqShellProcess *proc)
 {
@@ -210,15 +206,7 @@ shell_result(const JqShellProcess *proc)
 
 	initStringInfo(&buf);
 	jq_shell_result_json(proc, &buf);
-	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
-	{
-		for (int i = 0; i < buf.len; i++)
-		{
-			if (IS_HIGHBIT_SET(buf.data[i]))
-				buf.data[i] = '?';
-		}
-	}
-	return buf.data;
+	return shell_server_text(&buf);
 }
 
 /* Wait for the program's output, its exit, the latch or the deadline. */
@@ -379,7 +367,7 @@ jq_run_shell_job(JqJob *job, volatile JqExecutor *slot)
 			 !(WIFEXITED(proc.wait_status) && WEXITSTATUS(proc.wait_status) == 0))
 	{
 		job->outcome = JQ_OUTCOME_ERROR;
-		job->error = shell_error_message(&proc, msg);
+		job->error = shell_error_message(&proc);
 		if (WIFEXITED(proc.wait_status))
 			job->error_code = psprintf("%d", WEXITSTATUS(proc.wait_status));
 		else if (WIFSIGNALED(proc.wait_status))
