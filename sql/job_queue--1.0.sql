@@ -619,7 +619,7 @@ BEGIN
 	-- jobs enqueued or retried while their queue's limited flag changed
 	UPDATE jq.job j SET limited = NOT j.limited
 	WHERE j.id IN (SELECT s.id FROM jq.queue sq JOIN jq.job s ON s.queue = sq.name
-				   WHERE s.state = 'ready' AND s.limited <> sq.limited
+				   WHERE s.state = 'ready' AND s.limited = (NOT sq.limited)
 				   FOR UPDATE OF s SKIP LOCKED);
 
 	FOR q IN
@@ -834,7 +834,7 @@ AS $$
 DECLARE
 	expires timestamptz;
 	holder text := coalesce(p_worker, 'external worker ' || pg_backend_pid());
-	limited_claims jq.job[];
+	limited_claims jq.job[] := '{}';
 BEGIN
 	IF p_max_jobs IS NULL OR p_max_jobs < 1 THEN
 		RAISE EXCEPTION 'max_jobs must be at least 1'
@@ -858,11 +858,13 @@ BEGIN
 
 	expires := clock_timestamp() + p_lease;
 	-- limited queues first, each under its lock; then the others, in one statement
-	SELECT coalesce(array_agg(l), '{}') INTO limited_claims
-	FROM jq._claim_limited(p_max_jobs, p_kinds,
-						   CASE WHEN p_queue IS NOT NULL THEN ARRAY[p_queue] ELSE p_queues END,
-						   CASE WHEN NOT p_is_admin THEN p_caller END, NULL, 0, 1,
-						   holder, expires) l;
+	IF EXISTS (SELECT FROM jq.queue) THEN
+		SELECT coalesce(array_agg(l), '{}') INTO limited_claims
+		FROM jq._claim_limited(p_max_jobs, p_kinds,
+							   CASE WHEN p_queue IS NOT NULL THEN ARRAY[p_queue] ELSE p_queues END,
+							   CASE WHEN NOT p_is_admin THEN p_caller END, NULL, 0, 1,
+							   holder, expires) l;
+	END IF;
 	RETURN QUERY
 	WITH candidate AS (
 		SELECT j.id FROM jq.job j
@@ -1096,7 +1098,7 @@ BEGIN
 	-- the queue's jobs follow its limited flag; those enqueued meanwhile are set by the next claim
 	UPDATE jq.job j SET limited = q.limited
 	FROM jq.queue q
-	WHERE q.name = p_queue AND j.queue = q.name AND j.state = 'ready' AND j.limited <> q.limited;
+	WHERE q.name = p_queue AND j.queue = q.name AND j.state = 'ready' AND j.limited = (NOT q.limited);
 	-- jobs of a queue given back to the executors may be due now
 	PERFORM jq._wake_at_commit(now());
 END

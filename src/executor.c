@@ -166,7 +166,8 @@ exe_leave(void)
  * claimed alone, so that a job that crashes its executor cannot charge
  * attempts to healthy jobs more than once: not at all when $4 jobs are
  * already claimed in this transaction.  This is the executors' hot path,
- * so it is a statement of its own, planned once; a job whose queue became
+ * so it is a statement of its own, planned once (the update looks its jobs
+ * up by primary key whatever the statistics say); a job whose queue became
  * limited while it waited is skipped until jq._claim_limited flags it.
  */
 static const char *const exe_claim_sql =
@@ -191,8 +192,7 @@ static const char *const exe_claim_sql =
 "	UPDATE jq.job j "
 "	SET state = 'running', attempts = j.attempts + 1, started_at = pg_catalog.now(), "
 "		executor_token = $1, lease_owner = 'in-server executor' "
-"	FROM pick "
-"	WHERE j.id = pick.id "
+"	WHERE j.id = ANY (ARRAY(SELECT pick.id FROM pick)) "
 "	RETURNING j.* "
 ") "
 EXE_CLAIMED_OUTPUT;

@@ -53,7 +53,7 @@ SELECT jq_enqueue('SELECT 1', queue => 'defaults') AS d1,
 	   (jq_enqueue_bulk(ARRAY['SELECT 1'], queue => 'defaults'))[1] AS d4,
 	   jq_enqueue('SELECT 1', queue => 'no-settings', run_at => now() + interval '1 day') AS d5
 \gset
-SELECT id, priority, max_attempts, timeout FROM jq_jobs
+SELECT priority, max_attempts, timeout FROM jq_jobs
 WHERE id IN (:d1, :d2, :d3, :d4, :d5) ORDER BY id;
 SELECT jq_cancel(id) FROM jq_jobs WHERE id IN (:d1, :d2, :d3, :d4, :d5) ORDER BY id;
 
@@ -87,19 +87,20 @@ SELECT queue, paused, ready, running FROM jq_queues WHERE queue = 'held';
 
 -- claim order: lower priority first, then run_at, then id (one at a time here)
 SELECT jq_configure_queue('order', concurrency => 1, paused => true);
-SELECT jq_enqueue($$INSERT INTO ran VALUES ('order p2')$$, queue => 'order', priority => 2),
-	   jq_enqueue($$INSERT INTO ran VALUES ('order p1 later')$$, queue => 'order', priority => 1,
-				  run_at => now() - interval '1 second'),
-	   jq_enqueue($$INSERT INTO ran VALUES ('order p1 earlier')$$, queue => 'order', priority => 1,
-				  run_at => now() - interval '2 seconds'),
-	   jq_enqueue($$INSERT INTO ran VALUES ('order p1 earlier, next id')$$, queue => 'order',
-				  priority => 1, run_at => now() - interval '2 seconds'),
-	   jq_enqueue($$INSERT INTO ran VALUES ('order p0')$$, queue => 'order', priority => 0) \gset
+SELECT ARRAY[jq_enqueue($$INSERT INTO ran VALUES ('order p2')$$, queue => 'order', priority => 2),
+			 jq_enqueue($$INSERT INTO ran VALUES ('order p1 later')$$, queue => 'order', priority => 1,
+						run_at => now() - interval '1 second'),
+			 jq_enqueue($$INSERT INTO ran VALUES ('order p1 earlier')$$, queue => 'order',
+						priority => 1, run_at => now() - interval '2 seconds'),
+			 jq_enqueue($$INSERT INTO ran VALUES ('order p1 earlier, next id')$$, queue => 'order',
+						priority => 1, run_at => now() - interval '2 seconds'),
+			 jq_enqueue($$INSERT INTO ran VALUES ('order p0')$$, queue => 'order', priority => 0)]
+	AS ordered \gset
 SELECT jq_resume('order');
-SELECT wait_for_jobs();
+SELECT wait_for_jobs(:'ordered'::bigint[]);
 SELECT job FROM ran WHERE job LIKE 'order%' ORDER BY at;
 
--- concurrency 1: six jobs of 0.3 s never overlap, in executors or not
+-- concurrency 1: six jobs of 0.3 s never overlap
 SELECT jq_configure_queue('one', concurrency => 1);
 SELECT jq_enqueue_bulk(array_fill('SELECT pg_sleep(0.3)'::text, ARRAY[6]), queue => 'one') AS one \gset
 SELECT wait_for_jobs(:'one'::bigint[]);
