@@ -50,6 +50,7 @@ CREATE TABLE jq.job (
 	executor_token   bigint,
 	errors           jsonb,
 	schedule_name    text,			-- the schedule that enqueued it (jq.schedule.name)
+	limited          boolean NOT NULL DEFAULT false,	-- its queue's row in jq.queue is limited
 	CHECK ((command IS NULL) <> (argv IS NULL)),
 	CHECK (kind = 'shell' OR (argv IS NULL AND env IS NULL AND working_dir IS NULL))
 ) WITH (fillfactor = 80,
@@ -62,7 +63,9 @@ CREATE TABLE jq.job (
 		autovacuum_vacuum_cost_delay = 0);
 
 -- claim order: lower priority number first, then run_at, then id
-CREATE INDEX job_claim_idx ON jq.job (priority, run_at, id) WHERE state = 'ready';
+CREATE INDEX job_claim_idx ON jq.job (priority, run_at, id) WHERE state = 'ready' AND NOT limited;
+-- the same per queue: claims of limited queues, max_ready, jobs whose limited flag is stale
+CREATE INDEX job_queue_idx ON jq.job (queue, limited, priority, run_at, id) WHERE state = 'ready';
 -- the next delayed job or retry, for the scheduler's timer
 CREATE INDEX job_run_at_idx ON jq.job (run_at) WHERE state = 'ready';
 -- running jobs: lease expiry and executor reclaim
@@ -96,10 +99,28 @@ CREATE TABLE jq.job_history (
 		autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX job_history_finished_idx ON jq.job_history (finished_at);
 
-/* Settings of queues; a queue without a row here has the defaults. */
+/*
+ * Settings of queues; a queue without a row here has the defaults.  The
+ * jobs of a limited queue (paused, or with a concurrency or rate limit) are
+ * flagged limited in jq.job and claimed only through jq._claim_limited; the
+ * claims of other queues never look at them.
+ */
 CREATE TABLE jq.queue (
-	name          text PRIMARY KEY,
-	external_only boolean NOT NULL DEFAULT false	-- in-server executors leave it alone
+	name                 text PRIMARY KEY,
+	external_only        boolean NOT NULL DEFAULT false,	-- in-server executors leave it alone
+	paused               boolean NOT NULL DEFAULT false,	-- no job of it is claimed
+	concurrency          integer CHECK (concurrency > 0),	-- jobs running at once, at most
+	max_ready            integer CHECK (max_ready > 0),	-- jobs waiting to run, at most
+	rate_limit           integer CHECK (rate_limit > 0),	-- jobs started per rate_period, at most
+	rate_period          interval NOT NULL DEFAULT '1 second' CHECK (rate_period > interval '0'),
+	default_priority     integer,
+	default_max_attempts integer CHECK (default_max_attempts BETWEEN 1 AND 1000),
+	default_timeout      interval CHECK (default_timeout > interval '0'),
+	-- the rate limit's token bucket: tokens left (up to rate_limit) when last claimed from
+	rate_tokens          float8,
+	rate_refilled_at     timestamptz,
+	limited              boolean NOT NULL
+		GENERATED ALWAYS AS (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL) STORED
 );
 
 /*
@@ -120,9 +141,9 @@ CREATE TABLE jq.schedule (
 	env             jsonb,
 	working_dir     text,
 	queue           text NOT NULL,
-	priority        integer NOT NULL,
-	max_attempts    integer,			-- NULL: jq.default_max_attempts when enqueued
-	timeout         interval,			-- NULL: jq.default_timeout when enqueued
+	priority        integer,			-- NULL, max_attempts, timeout: the queue's
+	max_attempts    integer,			-- defaults, else the settings, when enqueued
+	timeout         interval,
 	payload         jsonb,
 	next_run        timestamptz,		-- NULL: it cannot fire again (see last_error)
 	last_run        timestamptz,		-- the fire time of its last job
@@ -182,10 +203,28 @@ WHERE h.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = curre
 GRANT SELECT ON jq_jobs TO PUBLIC;
 COMMENT ON VIEW jq_jobs IS 'every job the current role may see, active and finished';
 
+/*
+ * Queues with settings or with unfinished jobs: their settings, and the jobs
+ * of every role that are ready (due now), scheduled (due later, or waiting
+ * to be retried) and running.
+ */
 CREATE VIEW jq_queues AS
-SELECT q.name AS queue, q.external_only FROM jq.queue q;
+SELECT coalesce(q.name, c.queue) AS queue,
+	   coalesce(q.external_only, false) AS external_only,
+	   coalesce(q.paused, false) AS paused,
+	   q.concurrency, q.max_ready, q.rate_limit,
+	   CASE WHEN q.rate_limit IS NOT NULL THEN q.rate_period END AS rate_period,
+	   q.default_priority, q.default_max_attempts, q.default_timeout,
+	   coalesce(c.ready, 0) AS ready, coalesce(c.scheduled, 0) AS scheduled,
+	   coalesce(c.running, 0) AS running
+FROM jq.queue q
+FULL JOIN (SELECT j.queue,
+				  count(*) FILTER (WHERE j.state = 'ready' AND j.run_at <= pg_catalog.now()) AS ready,
+				  count(*) FILTER (WHERE j.state = 'ready' AND j.run_at > pg_catalog.now()) AS scheduled,
+				  count(*) FILTER (WHERE j.state = 'running') AS running
+		   FROM jq.job j GROUP BY j.queue) c ON c.queue = q.name;
 GRANT SELECT ON jq_queues TO PUBLIC;
-COMMENT ON VIEW jq_queues IS 'queues whose settings differ from the defaults';
+COMMENT ON VIEW jq_queues IS 'the settings of queues and how many of their jobs wait and run';
 
 -- the schedules a role may see: as jq_jobs, its own or all of them for jq_admin
 CREATE VIEW jq_schedules WITH (security_barrier) AS
@@ -204,7 +243,7 @@ COMMENT ON VIEW jq_schedules IS 'every recurring job the current role may see';
 
 CREATE FUNCTION jq_enqueue(command text,
 						   queue text DEFAULT 'default',
-						   priority integer DEFAULT 0,
+						   priority integer DEFAULT NULL,
 						   run_at timestamptz DEFAULT NULL,
 						   max_attempts integer DEFAULT NULL,
 						   timeout interval DEFAULT NULL,
@@ -220,7 +259,7 @@ CREATE FUNCTION jq_enqueue_shell(command text DEFAULT NULL,
 								 env jsonb DEFAULT NULL,
 								 working_dir text DEFAULT NULL,
 								 queue text DEFAULT 'default',
-								 priority integer DEFAULT 0,
+								 priority integer DEFAULT NULL,
 								 run_at timestamptz DEFAULT NULL,
 								 max_attempts integer DEFAULT NULL,
 								 timeout interval DEFAULT NULL,
@@ -232,7 +271,7 @@ COMMENT ON FUNCTION jq_enqueue_shell IS 'enqueue one shell job: a command line f
 
 CREATE FUNCTION jq_enqueue_bulk(commands text[],
 								queue text DEFAULT 'default',
-								priority integer DEFAULT 0,
+								priority integer DEFAULT NULL,
 								run_at timestamptz DEFAULT NULL,
 								max_attempts integer DEFAULT NULL,
 								timeout interval DEFAULT NULL,
@@ -298,18 +337,38 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
 COMMENT ON FUNCTION jq_retry IS 'run a failed or cancelled job again, with fresh attempts';
 
-CREATE FUNCTION jq_configure_queue(queue text, external_only boolean DEFAULT NULL)
+CREATE FUNCTION jq_configure_queue(queue text, external_only boolean DEFAULT NULL,
+								   paused boolean DEFAULT NULL,
+								   concurrency integer DEFAULT NULL,
+								   max_ready integer DEFAULT NULL,
+								   rate_limit integer DEFAULT NULL,
+								   rate_period interval DEFAULT NULL,
+								   default_priority integer DEFAULT NULL,
+								   default_max_attempts integer DEFAULT NULL,
+								   default_timeout interval DEFAULT NULL)
 RETURNS void
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
-COMMENT ON FUNCTION jq_configure_queue IS 'change the settings of a queue (members of jq_admin)';
+COMMENT ON FUNCTION jq_configure_queue IS 'change the settings of a queue (members of jq_admin); NULL leaves a setting as it is, 0 removes a limit or default';
+
+CREATE FUNCTION jq_pause(queue text)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_api_call';
+COMMENT ON FUNCTION jq_pause IS 'stop claiming the jobs of a queue (members of jq_admin)';
+
+CREATE FUNCTION jq_resume(queue text)
+RETURNS void
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_api_call';
+COMMENT ON FUNCTION jq_resume IS 'claim the jobs of a paused queue again (members of jq_admin)';
 
 CREATE FUNCTION jq_schedule(name text,
 							schedule text,
 							command text DEFAULT NULL,
 							kind text DEFAULT 'sql',
 							queue text DEFAULT 'default',
-							priority integer DEFAULT 0,
+							priority integer DEFAULT NULL,
 							max_attempts integer DEFAULT NULL,
 							timeout interval DEFAULT NULL,
 							payload jsonb DEFAULT NULL,
@@ -497,6 +556,15 @@ BEGIN
 	)
 	SELECT min(r.run_at) INTO next_retry FROM retried r;
 
+	-- a job of a queue with a concurrency limit left a slot free: wake the executors
+	IF EXISTS (SELECT FROM jq.queue q
+			   WHERE q.concurrency IS NOT NULL
+				 AND q.name IN (SELECT h.queue FROM jq.job_history h WHERE h.id = ANY (p_ids)
+								UNION ALL
+								SELECT j.queue FROM jq.job j WHERE j.id = ANY (p_ids))) THEN
+		PERFORM jq._wake_at_commit(clock_timestamp());
+	END IF;
+
 	RETURN next_retry;
 END
 $$;
@@ -551,6 +619,191 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	RETURN jq._finish_all(charged, 'error', p_reason, false);
+END
+$$;
+
+/* ---------------------------------------------------------------------
+ * Internal SQL: queues and flow control.
+ *
+ * A limited queue (paused, or with a concurrency or rate limit) is claimed
+ * from one transaction at a time, under the lock of its row in jq.queue:
+ * the claimer locks the row, then counts the queue's running jobs in a new
+ * snapshot, which sees every claim committed before the lock was free.
+ * Claimers skip a queue whose row another transaction holds, so that none
+ * ever waits for another.
+ * --------------------------------------------------------------------- */
+
+-- when the next token of a queue's rate limit comes, if it has none left now
+CREATE FUNCTION jq._rate_token_at(q jq.queue)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN q.rate_tokens < 1
+				THEN q.rate_refilled_at + (1 - q.rate_tokens) * q.rate_period / q.rate_limit END
+$$;
+
+-- the earliest instant a rate-limited queue with due jobs gets a token back
+CREATE FUNCTION jq._next_rate_token()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT min(jq._rate_token_at(q))
+	FROM jq.queue q
+	WHERE q.rate_limit IS NOT NULL AND NOT q.paused
+	  AND jq._rate_token_at(q) > clock_timestamp()
+	  AND EXISTS (SELECT FROM jq.job j
+				  WHERE j.queue = q.name AND j.state = 'ready' AND j.run_at <= clock_timestamp())
+$$;
+
+/*
+ * Raise configuration_limit_exceeded when p_adding more jobs would put more
+ * than p_max_ready jobs of p_queue in wait (ready, scheduled or retrying).
+ * Approximate: enqueuers that run at the same time do not see each other's
+ * uncommitted jobs.
+ */
+CREATE FUNCTION jq._check_max_ready(p_queue text, p_max_ready integer, p_adding integer)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	waiting integer;
+BEGIN
+	SELECT count(*) INTO waiting
+	FROM (SELECT FROM jq.job j WHERE j.queue = p_queue AND j.state = 'ready'
+		  LIMIT p_max_ready) w;
+	IF waiting + p_adding > p_max_ready THEN
+		RAISE EXCEPTION 'queue "%" is full', p_queue
+			USING ERRCODE = 'configuration_limit_exceeded',
+				  DETAIL = format('It has %s jobs waiting to run, its max_ready is %s, and %s more were enqueued.',
+								  waiting, p_max_ready, p_adding),
+				  HINT = 'Enqueue again once its jobs have run, or raise the limit with jq_configure_queue(queue, max_ready => ...).';
+	END IF;
+	RETURN true;
+END
+$$;
+
+/*
+ * Claim up to p_max_jobs due jobs of limited queues that are not paused,
+ * queue by queue in the order of each queue's first job, for an in-server
+ * executor (p_token, p_lease_expires NULL) or an external worker.  Each
+ * queue gives at most its free slots (concurrency minus running jobs) and
+ * its rate tokens; an in-server executor takes only its share of the free
+ * slots (p_claimers executors share them), and a job on its second or later
+ * attempt only alone, when nothing else is claimed in its transaction
+ * (p_claimed jobs are already).  Returns the claimed jobs.
+ */
+CREATE FUNCTION jq._claim_limited(p_max_jobs integer, p_kinds text[], p_queues text[],
+								  p_owner oid, p_token bigint, p_claimed integer,
+								  p_claimers integer, p_lease_owner text,
+								  p_lease_expires timestamptz)
+RETURNS SETOF jq.job
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q jq.queue;
+	running integer;
+	tokens float8;
+	free integer;
+	take integer;
+	ids bigint[];
+	retries boolean[];
+	first_retry integer;
+	n integer;
+	claimed integer := 0;
+BEGIN
+	-- jobs enqueued or retried while their queue's limited flag changed
+	UPDATE jq.job j SET limited = NOT j.limited
+	WHERE j.id IN (SELECT s.id FROM jq.queue sq JOIN jq.job s ON s.queue = sq.name
+				   WHERE s.state = 'ready' AND s.limited = (NOT sq.limited)
+				   FOR UPDATE OF s SKIP LOCKED);
+
+	FOR q IN
+		SELECT lq.*
+		FROM jq.queue lq
+		CROSS JOIN LATERAL (SELECT j.priority, j.run_at, j.id FROM jq.job j
+							WHERE j.queue = lq.name AND j.limited AND j.state = 'ready'
+							  AND j.run_at <= now()
+							  AND (p_kinds IS NULL OR j.kind = ANY (p_kinds))
+							  AND (p_owner IS NULL OR j.owner = p_owner)
+							ORDER BY j.priority, j.run_at, j.id LIMIT 1) head
+		WHERE lq.limited AND NOT lq.paused
+		  AND (p_token IS NULL OR NOT lq.external_only)
+		  AND (p_queues IS NULL OR lq.name = ANY (p_queues))
+		ORDER BY head.priority, head.run_at, head.id
+	LOOP
+		EXIT WHEN claimed >= p_max_jobs;
+
+		-- the lock, and the settings and tokens as the last claimer left them
+		SELECT * INTO q FROM jq.queue lq WHERE lq.name = q.name AND NOT lq.paused
+		FOR UPDATE SKIP LOCKED;
+		CONTINUE WHEN q.name IS NULL;
+		IF current_setting('transaction_isolation') <> 'read committed' THEN
+			RAISE EXCEPTION 'jobs of queue "%" can only be claimed in a READ COMMITTED transaction', q.name
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = 'Its concurrency and rate limits count the jobs other transactions claimed, which a transaction snapshot does not see.',
+					  HINT = 'Call jq_dequeue in a READ COMMITTED transaction.';
+		END IF;
+
+		-- a new snapshot, taken after the lock
+		SELECT count(*) INTO running FROM jq.job j WHERE j.queue = q.name AND j.state = 'running';
+		free := q.concurrency - running;
+		tokens := least(q.rate_limit, q.rate_tokens
+						+ extract(epoch FROM clock_timestamp() - q.rate_refilled_at)
+						  * q.rate_limit / extract(epoch FROM q.rate_period));
+		take := least(p_max_jobs - claimed,
+					  ceil(free::float8 / CASE WHEN p_token IS NULL THEN 1 ELSE p_claimers END),
+					  floor(tokens));
+		CONTINUE WHEN take <= 0;
+
+		SELECT array_agg(c.id ORDER BY c.priority, c.run_at, c.id),
+			   array_agg(c.attempts > 0 ORDER BY c.priority, c.run_at, c.id)
+		INTO ids, retries
+		FROM (SELECT j.id, j.attempts, j.priority, j.run_at FROM jq.job j
+			  WHERE j.queue = q.name AND j.limited AND j.state = 'ready' AND j.run_at <= now()
+				AND (p_kinds IS NULL OR j.kind = ANY (p_kinds))
+				AND (p_owner IS NULL OR j.owner = p_owner)
+			  ORDER BY j.priority, j.run_at, j.id
+			  LIMIT take
+			  FOR UPDATE SKIP LOCKED) c;
+		CONTINUE WHEN ids IS NULL;
+
+		-- in-server executors claim a retry alone (see the executors' own claim)
+		first_retry := array_position(retries, true);
+		IF p_token IS NOT NULL AND first_retry IS NOT NULL THEN
+			ids := CASE WHEN first_retry = 1 AND p_claimed + claimed = 0 THEN ids[1:1]
+						ELSE ids[1:first_retry - 1] END;
+		END IF;
+
+		RETURN QUERY
+		UPDATE jq.job j
+		SET state = 'running', attempts = j.attempts + 1, started_at = clock_timestamp(),
+			executor_token = p_token, lease_owner = p_lease_owner,
+			lease_expires_at = p_lease_expires
+		WHERE j.id = ANY (ids)
+		RETURNING j.*;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		claimed := claimed + n;
+
+		IF q.rate_limit IS NOT NULL THEN
+			UPDATE jq.queue lq SET rate_tokens = tokens - n, rate_refilled_at = clock_timestamp()
+			WHERE lq.name = q.name
+			RETURNING * INTO q;
+			-- out of tokens: the scheduler wakes the executors when the next one comes
+			IF q.rate_tokens < 1 THEN
+				PERFORM jq._wake_at_commit(jq._rate_token_at(q));
+			END IF;
+		END IF;
+		-- the queue has room left that this claimer did not take: let another
+		IF n > 0 AND n < least(free, floor(tokens)) THEN
+			PERFORM jq._wake_at_commit(clock_timestamp());
+		END IF;
+
+		EXIT WHEN p_token IS NOT NULL AND first_retry IS NOT NULL;
+	END LOOP;
 END
 $$;
 
@@ -684,7 +937,9 @@ BEGIN
 		  UNION ALL
 		  (SELECT s.next_run FROM jq.schedule s
 		   WHERE s.next_run > fired_at
-		   ORDER BY s.next_run LIMIT 1)) AS e(t);
+		   ORDER BY s.next_run LIMIT 1)
+		  UNION ALL
+		  SELECT jq._next_rate_token()) AS e(t);
 END
 $$;
 
@@ -759,6 +1014,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
 	expires timestamptz;
+	holder text := coalesce(p_worker, 'external worker ' || pg_backend_pid());
+	limited_claims jq.job[] := '{}';
 BEGIN
 	IF p_max_jobs IS NULL OR p_max_jobs < 1 THEN
 		RAISE EXCEPTION 'max_jobs must be at least 1'
@@ -781,31 +1038,37 @@ BEGIN
 	END IF;
 
 	expires := clock_timestamp() + p_lease;
+	-- limited queues first, each under its lock; then the others, in one statement
+	IF EXISTS (SELECT FROM jq.queue) THEN
+		SELECT coalesce(array_agg(l), '{}') INTO limited_claims
+		FROM jq._claim_limited(p_max_jobs, p_kinds,
+							   CASE WHEN p_queue IS NOT NULL THEN ARRAY[p_queue] ELSE p_queues END,
+							   CASE WHEN NOT p_is_admin THEN p_caller END, NULL, 0, 1,
+							   holder, expires) l;
+	END IF;
 	RETURN QUERY
 	WITH candidate AS (
 		SELECT j.id FROM jq.job j
-		WHERE j.state = 'ready' AND j.run_at <= now()
+		WHERE j.state = 'ready' AND NOT j.limited AND j.run_at <= now()
 		  AND (p_queue IS NULL OR j.queue = p_queue)
 		  AND (p_queues IS NULL OR j.queue = ANY (p_queues))
 		  AND (p_kinds IS NULL OR j.kind = ANY (p_kinds))
 		  AND (p_is_admin OR j.owner = p_caller)
+		  AND NOT EXISTS (SELECT FROM jq.queue q WHERE q.name = j.queue AND q.limited)
 		ORDER BY j.priority, j.run_at, j.id
-		LIMIT p_max_jobs
+		LIMIT p_max_jobs - cardinality(limited_claims)
 		FOR UPDATE SKIP LOCKED
 	), claimed AS (
 		UPDATE jq.job j
 		SET state = 'running', attempts = j.attempts + 1, started_at = clock_timestamp(),
-			lease_owner = coalesce(p_worker, 'external worker ' || pg_backend_pid()),
-			lease_expires_at = expires
+			lease_owner = holder, lease_expires_at = expires
 		FROM candidate c
 		WHERE j.id = c.id
-		RETURNING j.id, j.queue, j.kind, j.command, j.argv, j.env, j.working_dir, j.payload,
-				  j.attempts, j.max_attempts, j.timeout, j.lease_expires_at, j.priority,
-				  j.run_at
+		RETURNING j.*
 	)
 	SELECT c.id, c.queue, c.kind, c.command, c.argv, c.env, c.working_dir, c.payload,
 		   c.attempts, c.max_attempts, c.timeout, c.lease_expires_at
-	FROM claimed c
+	FROM (SELECT * FROM claimed UNION ALL SELECT * FROM unnest(limited_claims)) c
 	ORDER BY c.priority, c.run_at, c.id;
 
 	IF FOUND THEN
@@ -931,12 +1194,26 @@ BEGIN
 END
 $$;
 
+/*
+ * NULL leaves a setting as it is; 0 removes a limit (concurrency, max_ready,
+ * rate_limit) or a default (default_max_attempts, default_timeout).
+ */
 CREATE FUNCTION jq._jq_configure_queue(p_caller oid, p_is_admin boolean, p_queue text,
-									   p_external_only boolean)
+									   p_external_only boolean, p_paused boolean DEFAULT NULL,
+									   p_concurrency integer DEFAULT NULL,
+									   p_max_ready integer DEFAULT NULL,
+									   p_rate_limit integer DEFAULT NULL,
+									   p_rate_period interval DEFAULT NULL,
+									   p_default_priority integer DEFAULT NULL,
+									   p_default_max_attempts integer DEFAULT NULL,
+									   p_default_timeout interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	limits CONSTANT text[] := ARRAY['concurrency', 'max_ready', 'rate_limit'];
+	given CONSTANT integer[] := ARRAY[p_concurrency, p_max_ready, p_rate_limit];
 BEGIN
 	IF NOT p_is_admin THEN
 		RAISE EXCEPTION 'permission denied to configure queue %', p_queue
@@ -953,10 +1230,56 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'A queue name has 1 to 63 characters, each a letter, a digit, "_", "-", "." or ":".';
 	END IF;
-	INSERT INTO jq.queue AS q (name, external_only)
-	VALUES (p_queue, coalesce(p_external_only, false))
+	FOR i IN 1 .. cardinality(limits) LOOP
+		IF given[i] < 0 THEN
+			RAISE EXCEPTION '% must not be negative', limits[i]
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Pass 0 to remove the limit, NULL to leave it as it is.';
+		END IF;
+	END LOOP;
+	IF p_rate_period <= interval '0' THEN
+		RAISE EXCEPTION 'rate_period must be a positive interval'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'rate_limit jobs may start per rate_period: 100 per ''1 minute'', for example.';
+	END IF;
+	IF p_default_max_attempts NOT BETWEEN 0 AND 1000 THEN
+		RAISE EXCEPTION 'default_max_attempts must be between 1 and 1000'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass 0 to use jq.default_max_attempts again.';
+	END IF;
+	IF p_default_timeout < interval '0' THEN
+		RAISE EXCEPTION 'default_timeout must be a positive interval'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass ''0'' to use jq.default_timeout again.';
+	END IF;
+
+	INSERT INTO jq.queue AS q (name, external_only, paused)
+	VALUES (p_queue, coalesce(p_external_only, false), coalesce(p_paused, false))
 	ON CONFLICT (name) DO UPDATE
-	SET external_only = coalesce(p_external_only, q.external_only);
+	SET external_only = coalesce(p_external_only, q.external_only),
+		paused = coalesce(p_paused, q.paused);
+	UPDATE jq.queue q
+	SET concurrency = CASE WHEN p_concurrency IS NULL THEN q.concurrency
+						   ELSE nullif(p_concurrency, 0) END,
+		max_ready = CASE WHEN p_max_ready IS NULL THEN q.max_ready ELSE nullif(p_max_ready, 0) END,
+		rate_limit = CASE WHEN p_rate_limit IS NULL THEN q.rate_limit
+						  ELSE nullif(p_rate_limit, 0) END,
+		rate_period = coalesce(p_rate_period, q.rate_period),
+		default_priority = coalesce(p_default_priority, q.default_priority),
+		default_max_attempts = CASE WHEN p_default_max_attempts IS NULL THEN q.default_max_attempts
+									ELSE nullif(p_default_max_attempts, 0) END,
+		default_timeout = CASE WHEN p_default_timeout IS NULL THEN q.default_timeout
+							   ELSE nullif(p_default_timeout, interval '0') END
+	WHERE q.name = p_queue;
+	-- a new rate limit starts with a full bucket
+	IF p_rate_limit IS NOT NULL OR p_rate_period IS NOT NULL THEN
+		UPDATE jq.queue q SET rate_tokens = q.rate_limit, rate_refilled_at = clock_timestamp()
+		WHERE q.name = p_queue;
+	END IF;
+	-- the queue's jobs follow its limited flag; those enqueued meanwhile are set by the next claim
+	UPDATE jq.job j SET limited = q.limited
+	FROM jq.queue q
+	WHERE q.name = p_queue AND j.queue = q.name AND j.state = 'ready' AND j.limited = (NOT q.limited);
 	-- jobs of a queue given back to the executors may be due now
 	PERFORM jq._wake_at_commit(now());
 END
@@ -1046,6 +1369,22 @@ BEGIN
 	END IF;
 	RETURN schedule_owner IS NOT NULL;
 END
+$$;
+
+CREATE FUNCTION jq._jq_pause(p_caller oid, p_is_admin boolean, p_queue text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jq._jq_configure_queue(p_caller, p_is_admin, p_queue, NULL, p_paused => true)
+$$;
+
+CREATE FUNCTION jq._jq_resume(p_caller oid, p_is_admin boolean, p_queue text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jq._jq_configure_queue(p_caller, p_is_admin, p_queue, NULL, p_paused => false)
 $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA jq FROM PUBLIC;

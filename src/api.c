@@ -7,7 +7,9 @@
  * notes who called it (GetUserId(), which is right even inside someone
  * else's SECURITY DEFINER function), switches to the extension owner, and
  * does the work through SPI with schema-qualified SQL.  jq_enqueue and
- * jq_enqueue_bulk are written in C because they are the hot path; the other
+ * jq_enqueue_bulk are written in C because they are the hot path: one
+ * statement inserts the jobs with the defaults of their queue's row in
+ * jq.queue, if it has one, and checks its max_ready.  The other
  * functions go through jq_api_call, which runs the jq._<name> SQL function
  * of the same name with the caller and its jq_admin membership prepended.
  *
@@ -96,17 +98,52 @@ jq_as_caller(JqUserContext *ctx)
 	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
 }
 
+/*
+ * Execute an internal statement.  Its errors reach the caller without the
+ * context lines of the internal functions, which say nothing to users.
+ */
+static int
+api_execute(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			ret = 0;
+
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->context = NULL;
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return ret;
+}
+
 /* ---------------------------------------------------------------------
  * jq_enqueue and jq_enqueue_bulk
  * --------------------------------------------------------------------- */
 
-/* The arguments that say how to run the job(s), checked and with defaults applied. */
+/*
+ * The arguments that say how to run the job(s), checked.  Those not given
+ * (has_... false) take the queue's default, else the setting's.
+ */
 typedef struct EnqueueArgs
 {
 	text	   *queue;
 	int32		priority;
+	bool		has_priority;
 	TimestampTz run_at;
 	int32		max_attempts;
+	bool		has_max_attempts;
 	Datum		timeout;		/* Interval, when has_timeout */
 	bool		has_timeout;
 	text	   *kind;
@@ -207,10 +244,10 @@ static void
 enqueue_read_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
 {
 	enqueue_check_not_null(fcinfo, first, "queue");
-	enqueue_check_not_null(fcinfo, first + 1, "priority");
 	args->queue = PG_GETARG_TEXT_PP(first);
 	enqueue_check_queue(args->queue);
-	args->priority = PG_GETARG_INT32(first + 1);
+	args->has_priority = !PG_ARGISNULL(first + 1);
+	args->priority = args->has_priority ? PG_GETARG_INT32(first + 1) : 0;
 
 	args->run_at = PG_ARGISNULL(first + 2) ? GetCurrentTransactionStartTimestamp()
 		: PG_GETARG_TIMESTAMPTZ(first + 2);
@@ -219,13 +256,14 @@ enqueue_read_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("run_at must be a finite timestamp")));
 
-	args->max_attempts = PG_ARGISNULL(first + 3) ? jq_default_max_attempts
-		: PG_GETARG_INT32(first + 3);
-	if (args->max_attempts < 1 || args->max_attempts > JQ_MAX_ATTEMPTS_MAX)
+	args->has_max_attempts = !PG_ARGISNULL(first + 3);
+	args->max_attempts = args->has_max_attempts ? PG_GETARG_INT32(first + 3) : 0;
+	if (args->has_max_attempts &&
+		(args->max_attempts < 1 || args->max_attempts > JQ_MAX_ATTEMPTS_MAX))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_attempts must be between 1 and %d", JQ_MAX_ATTEMPTS_MAX),
-				 errhint("Pass NULL to use jq.default_max_attempts (%d).",
+				 errhint("Pass NULL to use the queue's default_max_attempts, else jq.default_max_attempts (%d).",
 						 jq_default_max_attempts)));
 
 	if (!PG_ARGISNULL(first + 4))
@@ -237,15 +275,7 @@ enqueue_read_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("timeout must be a positive interval"),
-					 errhint("Pass NULL to use jq.default_timeout.")));
-		args->timeout = IntervalPGetDatum(iv);
-		args->has_timeout = true;
-	}
-	else if (jq_default_timeout_ms > 0)
-	{
-		Interval   *iv = palloc0(sizeof(Interval));
-
-		iv->time = (int64) jq_default_timeout_ms * 1000;
+					 errhint("Pass NULL to use the queue's default_timeout, else jq.default_timeout.")));
 		args->timeout = IntervalPGetDatum(iv);
 		args->has_timeout = true;
 	}
@@ -265,11 +295,13 @@ enqueue_read_kind(FunctionCallInfo fcinfo, int argno, EnqueueArgs *args)
 	args->working_dir = NULL;
 }
 
-#define ENQUEUE_NARGS 12
+#define ENQUEUE_NARGS 14
 
 /*
  * Insert the jobs: $2 and $3 are a command and a payload, or arrays of them
- * for the bulk form.
+ * for the bulk form.  Priority, max_attempts and timeout ($4, $6, $7) are
+ * NULL when not given: the queue's defaults apply, else 0 and the settings
+ * ($13, $14).  A queue with no row in jq.queue costs one index probe.
  */
 static SPIPlanPtr
 enqueue_plan(bool bulk)
@@ -277,8 +309,7 @@ enqueue_plan(bool bulk)
 	static SPIPlanPtr plans[2];
 	Oid			types[ENQUEUE_NARGS] = {TEXTOID, TEXTOID, JSONBOID, INT4OID,
 		TIMESTAMPTZOID, INT4OID, INTERVALOID, OIDOID, TEXTOID, TEXTARRAYOID, JSONBOID,
-	TEXTOID};
-	const char *sql;
+	TEXTOID, INT4OID, INTERVALOID};
 
 	if (plans[bulk])
 		return plans[bulk];
@@ -287,21 +318,29 @@ enqueue_plan(bool bulk)
 	{
 		types[1] = TEXTARRAYOID;
 		types[2] = get_array_type(JSONBOID);
-		sql = "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
-			" max_attempts, timeout, owner, kind, argv, env, working_dir)"
-			" SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8, $9, $10, $11, $12"
-			" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-			" WITH ORDINALITY AS c(command, payload, n)"
-			" ORDER BY c.n"
-			" RETURNING id";
 	}
-	else
-		sql = "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
-			" max_attempts, timeout, owner, kind, argv, env, working_dir)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-			" RETURNING id";
-
-	plans[bulk] = jq_prepare(sql, ENQUEUE_NARGS, types);
+	plans[bulk] = jq_prepare(psprintf("WITH q AS MATERIALIZED ("
+									  " SELECT q.default_priority, q.default_max_attempts,"
+									  "  q.default_timeout, q.limited"
+									  " FROM jq.queue q"
+									  " WHERE q.name = $1 AND (q.max_ready IS NULL OR"
+									  "  jq._check_max_ready(q.name, q.max_ready, %s)))"
+									  " INSERT INTO jq.job (queue, command, payload, priority,"
+									  " run_at, max_attempts, timeout, owner, kind, argv, env,"
+									  " working_dir, limited)"
+									  " SELECT $1, c.command, c.payload,"
+									  "  coalesce($4, q.default_priority, 0), $5,"
+									  "  coalesce($6, q.default_max_attempts, $13),"
+									  "  coalesce($7, q.default_timeout, $14),"
+									  "  $8, $9, $10, $11, $12, coalesce(q.limited, false)"
+									  " FROM %s LEFT JOIN q ON true"
+									  " ORDER BY c.n"
+									  " RETURNING id",
+									  bulk ? "pg_catalog.cardinality($2)" : "1",
+									  bulk ? "ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+									  " WITH ORDINALITY AS c(command, payload, n)"
+									  : "(VALUES ($2, $3, 1)) AS c(command, payload, n)"),
+							 ENQUEUE_NARGS, types);
 	return plans[bulk];
 }
 
@@ -315,6 +354,7 @@ enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
 {
 	Datum		values[ENQUEUE_NARGS];
 	char		nulls[ENQUEUE_NARGS];
+	Interval	default_timeout = {.time = (int64) jq_default_timeout_ms * 1000};
 	JqUserContext ctx;
 	int			ret;
 
@@ -325,8 +365,10 @@ enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
 	values[2] = payloads;
 	nulls[2] = payloads_null ? 'n' : ' ';
 	values[3] = Int32GetDatum(args->priority);
+	nulls[3] = args->has_priority ? ' ' : 'n';
 	values[4] = TimestampTzGetDatum(args->run_at);
 	values[5] = Int32GetDatum(args->max_attempts);
+	nulls[5] = args->has_max_attempts ? ' ' : 'n';
 	values[6] = args->timeout;
 	nulls[6] = args->has_timeout ? ' ' : 'n';
 	values[7] = ObjectIdGetDatum(GetUserId());
@@ -337,9 +379,12 @@ enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
 	nulls[10] = args->env ? ' ' : 'n';
 	values[11] = PointerGetDatum(args->working_dir);
 	nulls[11] = args->working_dir ? ' ' : 'n';
+	values[12] = Int32GetDatum(jq_default_max_attempts);
+	values[13] = IntervalPGetDatum(&default_timeout);
+	nulls[13] = jq_default_timeout_ms > 0 ? ' ' : 'n';
 
 	jq_as_owner(&ctx);
-	ret = SPI_execute_plan(enqueue_plan(bulk), values, nulls, false, 0);
+	ret = api_execute(enqueue_plan(bulk), values, nulls);
 	jq_as_caller(&ctx);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert job: %s", SPI_result_code_string(ret));
@@ -726,36 +771,6 @@ api_is_admin(Oid role)
 	Oid			admin = get_role_oid(JQ_ADMIN_ROLE, true);
 
 	return superuser_arg(role) || (OidIsValid(admin) && has_privs_of_role(role, admin));
-}
-
-/*
- * Execute an internal statement.  Its errors reach the caller without the
- * context lines of the internal functions, which say nothing to users.
- */
-static int
-api_execute(SPIPlanPtr plan, Datum *values, const char *nulls)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	int			ret = 0;
-
-	PG_TRY();
-	{
-		ret = SPI_execute_plan(plan, values, nulls, false, 0);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		edata->context = NULL;
-		edata->internalquery = NULL;
-		edata->internalpos = 0;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return ret;
 }
 
 PG_FUNCTION_INFO_V1(jq_api_call);

@@ -19,7 +19,12 @@
  *		runs it outside any transaction (shell_job.c), then records its
  *		outcome.
  *
- * Jobs of queues marked external_only are left to external workers.
+ * Jobs of queues marked external_only are left to external workers.  Jobs
+ * of limited queues (paused, or with a concurrency or rate limit) are
+ * claimed by jq._claim_limited, queue by queue under each queue's lock; the
+ * others by one statement that never looks at them.  An executor claims
+ * from both in one transaction, taking turns at which goes first so that
+ * neither can keep the other's retries (claimed alone) waiting.
  *
  * The slot tells the scheduler which job was running should the executor
  * die; its token marks, in jq.job, every job it claimed.
@@ -138,19 +143,44 @@ exe_leave(void)
 }
 
 /*
- * Claim up to $2 ready jobs of kind $3 for token $1, in claim order.  A job
- * on its second or later attempt is claimed alone, so that a job that
- * crashes its executor cannot charge attempts to healthy jobs more than
- * once.  A shell job gets its environment: its own variables, then those
- * that tell it which job it is.  This is the executors' hot path, so it is
- * a statement of its own, planned once.
+ * What the executor reads of the jobs it claimed (claimed): a shell job gets
+ * its environment, its own variables and then those that tell it which job
+ * it is; the last column says whether a job is on its second or later
+ * attempt.
+ */
+#define EXE_CLAIMED_OUTPUT \
+"SELECT c.id, c.command, c.owner, c.timeout, c.argv, c.working_dir, " \
+"	CASE WHEN c.kind = 'shell' THEN " \
+"		ARRAY(SELECT e.key OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) e.value " \
+"			  FROM pg_catalog.jsonb_each_text(c.env) e) " \
+"		OPERATOR(pg_catalog.||) ARRAY['JQ_JOB_ID=' OPERATOR(pg_catalog.||) c.id, " \
+"			'JQ_ATTEMPT=' OPERATOR(pg_catalog.||) c.attempts, " \
+"			'JQ_MAX_ATTEMPTS=' OPERATOR(pg_catalog.||) c.max_attempts, " \
+"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue] " \
+"		OPERATOR(pg_catalog.||) ARRAY(SELECT 'JQ_PAYLOAD=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text " \
+"									  WHERE c.payload IS NOT NULL) " \
+"	END, " \
+"	c.attempts > 1 " \
+"FROM claimed c " \
+"ORDER BY c.priority, c.run_at, c.id"
+
+/*
+ * Claim up to $2 ready jobs of kind $3 of queues that are not limited, for
+ * token $1, in claim order.  A job on its second or later attempt is
+ * claimed alone, so that a job that crashes its executor cannot charge
+ * attempts to healthy jobs more than once: not at all when $4 jobs are
+ * already claimed in this transaction.  This is the executors' hot path,
+ * so it is a statement of its own, planned once (the update looks its jobs
+ * up by primary key whatever the statistics say); a job whose queue became
+ * limited while it waited is skipped until jq._claim_limited flags it.
  */
 static const char *const exe_claim_sql =
 "WITH candidate AS ( "
 "	SELECT j.id, j.attempts > 0 AS retry, j.priority, j.run_at "
 "	FROM jq.job j "
-"	WHERE j.state = 'ready' AND j.run_at <= pg_catalog.now() AND j.kind = $3 "
-"	  AND NOT EXISTS (SELECT FROM jq.queue q WHERE q.name = j.queue AND q.external_only) "
+"	WHERE j.state = 'ready' AND NOT j.limited AND j.run_at <= pg_catalog.now() AND j.kind = $3 "
+"	  AND NOT EXISTS (SELECT FROM jq.queue q "
+"					  WHERE q.name = j.queue AND (q.external_only OR q.limited)) "
 "	ORDER BY j.priority, j.run_at, j.id "
 "	LIMIT $2 "
 "	FOR UPDATE SKIP LOCKED "
@@ -161,29 +191,28 @@ static const char *const exe_claim_sql =
 "				 pg_catalog.bool_or(c.retry) OVER w AS retry_seen "
 "		  FROM candidate c "
 "		  WINDOW w AS (ORDER BY c.priority, c.run_at, c.id ROWS UNBOUNDED PRECEDING)) c "
-"	WHERE c.rn = 1 OR NOT c.retry_seen "
+"	WHERE (c.rn = 1 AND $4 = 0) OR NOT c.retry_seen "
 "), claimed AS ( "
 "	UPDATE jq.job j "
 "	SET state = 'running', attempts = j.attempts + 1, started_at = pg_catalog.now(), "
 "		executor_token = $1, lease_owner = 'in-server executor' "
-"	FROM pick "
-"	WHERE j.id = pick.id "
-"	RETURNING j.id, j.command, j.owner, j.timeout, j.priority, j.run_at, j.kind, "
-"		j.argv, j.env, j.working_dir, j.queue, j.payload, j.attempts, j.max_attempts "
+"	WHERE j.id = ANY (ARRAY(SELECT pick.id FROM pick)) "
+"	RETURNING j.* "
 ") "
-"SELECT c.id, c.command, c.owner, c.timeout, c.argv, c.working_dir, "
-"	CASE WHEN c.kind = 'shell' THEN "
-"		ARRAY(SELECT e.key OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) e.value "
-"			  FROM pg_catalog.jsonb_each_text(c.env) e) "
-"		OPERATOR(pg_catalog.||) ARRAY['JQ_JOB_ID=' OPERATOR(pg_catalog.||) c.id, "
-"			'JQ_ATTEMPT=' OPERATOR(pg_catalog.||) c.attempts, "
-"			'JQ_MAX_ATTEMPTS=' OPERATOR(pg_catalog.||) c.max_attempts, "
-"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue] "
-"		OPERATOR(pg_catalog.||) ARRAY(SELECT 'JQ_PAYLOAD=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text "
-"									  WHERE c.payload IS NOT NULL) "
-"	END "
-"FROM claimed c "
-"ORDER BY c.priority, c.run_at, c.id";
+EXE_CLAIMED_OUTPUT;
+
+/*
+ * The same from limited queues: $5 executors share their free slots.  The
+ * function runs only when some queue has settings.
+ */
+static const char *const exe_claim_limited_sql =
+"WITH claimed AS ( "
+"	SELECT l.* "
+"	FROM jq._claim_limited($2, ARRAY[$3], NULL, NULL, $1, $4, $5, "
+"						   'in-server executor', NULL) l "
+"	WHERE EXISTS (SELECT FROM jq.queue) "
+") "
+EXE_CLAIMED_OUTPUT;
 
 /* An interval in milliseconds, a month counting as 30 days. */
 static int64
@@ -210,15 +239,76 @@ exe_cstring_array(Datum array)
 	return strs;
 }
 
-/* Claim jobs into exe_batch_cxt; returns how many. */
+/*
+ * Run a claim statement for up to max jobs, n of them already claimed, and
+ * read the jobs it claimed into jobs[n...].  Returns how many it claimed;
+ * *alone says whether that was a retry, which no other job may join.
+ */
+static int
+exe_claim_from(bool limited, JqJob *jobs, int n, int max, bool *alone)
+{
+	static SPIPlanPtr plans[2];
+	static const char *const kind_names[] = {"sql", "shell"};
+	Datum		values[5];
+	int			ret;
+	int			claimed;
+
+	if (plans[limited] == NULL)
+	{
+		Oid			types[5] = {INT8OID, INT4OID, TEXTOID, INT4OID, INT4OID};
+
+		plans[limited] = jq_prepare(limited ? exe_claim_limited_sql : exe_claim_sql,
+									limited ? 5 : 4, types);
+	}
+	values[0] = Int64GetDatum(exe_slot->token);
+	values[1] = Int32GetDatum(max - n);
+	values[2] = CStringGetTextDatum(kind_names[exe_slot->kind]);
+	values[3] = Int32GetDatum(n);
+	values[4] = Int32GetDatum(exe_slot->kind == JQ_KIND_SHELL ?
+							  jq_shell_executors_per_database : jq_executors_per_database);
+	ret = SPI_execute_plan(plans[limited], values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(ret));
+
+	claimed = (int) SPI_processed;
+	for (int i = 0; i < claimed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		JqJob	   *job = &jobs[n + i];
+		Datum		d;
+		bool		isnull;
+		MemoryContext old;
+
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(d));
+		*alone = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+
+		old = MemoryContextSwitchTo(exe_batch_cxt);
+		job->command = SPI_getvalue(tup, desc, 2);
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		job->argv = isnull ? NULL : exe_cstring_array(d);
+		job->working_dir = SPI_getvalue(tup, desc, 6);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		job->env = isnull ? NULL : exe_cstring_array(d);
+		MemoryContextSwitchTo(old);
+	}
+	return claimed;
+}
+
+/*
+ * Claim jobs into exe_batch_cxt, from limited queues and from the others,
+ * each first in turn; returns how many.
+ */
 static int
 exe_claim(JqJob **jobs)
 {
-	static SPIPlanPtr plan = NULL;
-	static const char *const kind_names[] = {"sql", "shell"};
-	Datum		values[3];
-	int			ret;
-	int			n;
+	static bool limited_first = false;
+	int			max = exe_slot->kind == JQ_KIND_SHELL ? 1 : jq_batch_size;
+	bool		alone = false;
+	int			n = 0;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -232,44 +322,10 @@ exe_claim(JqJob **jobs)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "claiming jobs");
 
-	if (plan == NULL)
-	{
-		Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-
-		plan = jq_prepare(exe_claim_sql, 3, types);
-	}
-	values[0] = Int64GetDatum(exe_slot->token);
-	values[1] = Int32GetDatum(exe_slot->kind == JQ_KIND_SHELL ? 1 : jq_batch_size);
-	values[2] = CStringGetTextDatum(kind_names[exe_slot->kind]);
-	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(ret));
-
-	n = (int) SPI_processed;
-	*jobs = MemoryContextAllocZero(exe_batch_cxt, sizeof(JqJob) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		JqJob	   *job = &(*jobs)[i];
-		Datum		d;
-		bool		isnull;
-		MemoryContext old;
-
-		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(d));
-
-		old = MemoryContextSwitchTo(exe_batch_cxt);
-		job->command = SPI_getvalue(tup, desc, 2);
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		job->argv = isnull ? NULL : exe_cstring_array(d);
-		job->working_dir = SPI_getvalue(tup, desc, 6);
-		d = SPI_getbinval(tup, desc, 7, &isnull);
-		job->env = isnull ? NULL : exe_cstring_array(d);
-		MemoryContextSwitchTo(old);
-	}
+	*jobs = MemoryContextAllocZero(exe_batch_cxt, sizeof(JqJob) * max);
+	limited_first = !limited_first;
+	for (int pass = 0; pass < 2 && n < max && !alone; pass++)
+		n += exe_claim_from((pass == 0) == limited_first, *jobs, n, max, &alone);
 
 	SPI_finish();
 	PopActiveSnapshot();

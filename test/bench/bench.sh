@@ -1,8 +1,9 @@
 #!/bin/bash
 # Benchmark of job_queue on a throwaway cluster: enqueue rates (vs plain
-# INSERTs), bulk enqueue, end-to-end throughput, pickup latency, lateness of
-# delayed jobs, statements run while idle, the footprint of jq.job during a
-# sustained run, and the rate of in-server shell jobs.
+# INSERTs), bulk enqueue, end-to-end throughput (also of queues with a
+# concurrency limit), pickup latency, lateness of delayed jobs, statements
+# run while idle, the footprint of jq.job during a sustained run, and the
+# rate of in-server shell jobs.
 #
 # Needs the extension installed (make install); installs nothing.  Run as
 # postgres, or as root (it re-executes itself as postgres).
@@ -12,6 +13,8 @@
 #   BENCH_ROUNDS           rounds of the enqueue phases             (2)
 #   BENCH_BULK_JOBS        jobs in the bulk enqueue                 (100000)
 #   BENCH_E2E_JOBS         no-op jobs of the end-to-end phase       (20000)
+#   BENCH_LIMITED_QUEUES   queues of concurrency 2 in the next one  (10)
+#   BENCH_LIMITED_JOBS     no-op jobs in each of them               (2000)
 #   BENCH_LATENCY_JOBS     jobs of the pickup latency phase         (200)
 #   BENCH_LATENESS_JOBS    delayed jobs of the lateness phase       (1000)
 #   BENCH_IDLE_SECONDS     idle time watched by pg_stat_statements  (60)
@@ -32,6 +35,8 @@ SECONDS_PER_PHASE=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-2}
 BULK_JOBS=${BENCH_BULK_JOBS:-100000}
 E2E_JOBS=${BENCH_E2E_JOBS:-20000}
+LIMITED_QUEUES=${BENCH_LIMITED_QUEUES:-10}
+LIMITED_JOBS=${BENCH_LIMITED_JOBS:-2000}
 LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
 LATENESS_JOBS=${BENCH_LATENESS_JOBS:-1000}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
@@ -99,6 +104,13 @@ execution_off()
 {
 	set_conf jq.execute_in_server off
 	wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+}
+
+# turn the executors on and print when
+execution_on_at()
+{
+	q -c "ALTER SYSTEM SET jq.execute_in_server = on" -c "SELECT pg_reload_conf()" \
+		-c "SELECT clock_timestamp()" | tail -1
 }
 
 execution_on()
@@ -275,8 +287,7 @@ row "  time (s)" "$(printf '%.2f' "$bulk_s")" "$(printf '%.2f' "$plain_bulk_s")"
 reset_jobs
 q -c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$E2E_JOBS])))" >/dev/null
 q -c "CHECKPOINT"
-switch_at=$(q -c "ALTER SYSTEM SET jq.execute_in_server = on" -c "SELECT pg_reload_conf()" \
-	-c "SELECT clock_timestamp()" | tail -1)
+switch_at=$(execution_on_at)
 wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
 sleep 2		# let the workers' statistics reach pg_stat_user_tables
 IFS='|' read -r e2e_total e2e_exec e2e_ok <<<"$(q -c "
@@ -304,6 +315,30 @@ row "table + indexes" "$(pretty_bytes "$size_job_e2e")" "$(pretty_bytes "$size_h
 row "dead tuples (pg_stat_user_tables.n_dead_tup)" "$dead_job_e2e" "$dead_hist_e2e"
 row "live tuples (pg_stat_user_tables.n_live_tup)" "$live_job_e2e" "$live_hist_e2e"
 row "dead tuples (pgstattuple)" "$sdead_job_e2e" "$sdead_hist_e2e"
+
+###########################################################################
+# end-to-end throughput of queues with a concurrency limit
+###########################################################################
+
+execution_off
+reset_jobs
+q -c "SELECT jq_configure_queue('limited-' || i, concurrency => 2)
+	  FROM generate_series(1, $LIMITED_QUEUES) i" \
+  -c "SELECT jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$LIMITED_JOBS]), queue => 'limited-' || i)
+	  FROM generate_series(1, $LIMITED_QUEUES) i" >/dev/null
+q -c "CHECKPOINT"
+switch_at=$(execution_on_at)
+wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+IFS='|' read -r limited_s limited_ok <<<"$(q -c "
+	SELECT extract(epoch FROM max(finished_at) - '$switch_at'::timestamptz),
+		   count(*) FILTER (WHERE state = 'succeeded')
+	FROM jq.job_history")"
+q -c "DELETE FROM jq.queue"
+
+section "End to end, $LIMITED_QUEUES queues of concurrency 2, $LIMITED_JOBS no-op jobs each" "jobs/s"
+row "from jq.execute_in_server = on to the last finish" \
+	"$(fmt "$(awk -v n="$(( LIMITED_QUEUES * LIMITED_JOBS ))" -v s="$limited_s" 'BEGIN { print n / s }')")"
+row "  seconds; jobs succeeded, of" "$(printf '%.2f' "$limited_s")" "$limited_ok" "$(( LIMITED_QUEUES * LIMITED_JOBS ))"
 
 ###########################################################################
 # pickup latency

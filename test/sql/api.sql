@@ -54,7 +54,6 @@ SELECT jq_enqueue('SELECT 1', queue => NULL);
 SELECT jq_enqueue('SELECT 1', queue => 'bad queue');
 SELECT jq_enqueue('SELECT 1', queue => '');
 SELECT jq_enqueue('SELECT 1', queue => repeat('q', 64));
-SELECT jq_enqueue('SELECT 1', priority => NULL);
 SELECT jq_enqueue('SELECT 1', max_attempts => 0);
 SELECT jq_enqueue('SELECT 1', max_attempts => -1);
 SELECT jq_enqueue('SELECT 1', max_attempts => 1001);

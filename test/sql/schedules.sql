@@ -55,7 +55,6 @@ SELECT jq_schedule('bad', '@daily', '  ');
 SELECT jq_schedule('bad', '@daily', 'SELECT 1', queue => 'no spaces');
 SELECT jq_schedule('bad', '@daily', 'SELECT 1', max_attempts => 0);
 SELECT jq_schedule('bad', '@daily', 'SELECT 1', timeout => '-1 second');
-SELECT jq_schedule('bad', '@daily', 'SELECT 1', priority => NULL);
 SELECT jq_schedule('bad', '@daily', 'SELECT 1', kind => 'perl');
 SELECT jq_schedule('bad', '@daily', 'SELECT 1', argv => ARRAY['ls']);
 SELECT jq_schedule('bad', '@daily', kind => 'shell');
