@@ -124,7 +124,7 @@ typedef struct EnqueueArgs
 	ArrayType  *argv;
 	Jsonb	   *env;
 	text	   *working_dir;
-	/* jq_enqueue and jq_enqueue_shell only */
+	/* never for jq_enqueue_bulk */
 	text	   *unique_key;
 	ArrayType  *depends_on;		/* NULL when empty */
 	text	   *on_dependency_failure;
