@@ -9,9 +9,11 @@
  * does the work through SPI with schema-qualified SQL.  jq_enqueue and
  * jq_enqueue_bulk are written in C because they are the hot path: one
  * statement inserts the jobs with the defaults of their queue's row in
- * jq.queue, if it has one, and checks its max_ready.  The other
- * functions go through jq_api_call, which runs the jq._<name> SQL function
- * of the same name with the caller and its jq_admin membership prepended.
+ * jq.queue, if it has one, and checks its max_ready; a job with a unique
+ * key, dependencies or a group takes the slower jq._insert_job once
+ * checked here.  The other functions go through jq_api_call, which runs the
+ * jq._<name> SQL function of the same name with the caller and its
+ * jq_admin membership prepended.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +44,9 @@
 
 #define JQ_QUEUE_NAME_MAX	63
 #define JQ_MAX_ATTEMPTS_MAX 1000
+
+static bool api_is_admin(Oid role);
+static int	api_execute(SPIPlanPtr plan, Datum *values, const char *nulls);
 
 /* The owner of schema jq, who owns every internal object. */
 static Oid
@@ -133,11 +138,13 @@ api_execute(SPIPlanPtr plan, Datum *values, const char *nulls)
  * --------------------------------------------------------------------- */
 
 /*
- * The arguments that say how to run the job(s), checked.  Those not given
- * (has_... false) take the queue's default, else the setting's.
+ * The arguments that say how to run the job(s), checked.  Zeroed first:
+ * what is not given stays NULL; priority, max_attempts and timeout not
+ * given (has_... false) take the queue's default, else the setting's.
  */
 typedef struct EnqueueArgs
 {
+	Oid			owner;			/* the role the jobs run as */
 	text	   *queue;
 	int32		priority;
 	bool		has_priority;
@@ -152,6 +159,11 @@ typedef struct EnqueueArgs
 	ArrayType  *argv;
 	Jsonb	   *env;
 	text	   *working_dir;
+	/* never for jq_enqueue_bulk */
+	text	   *unique_key;
+	ArrayType  *depends_on;		/* NULL when empty */
+	text	   *on_dependency_failure;
+	int64		group_id;		/* 0: none */
 } EnqueueArgs;
 
 static void
@@ -213,14 +225,14 @@ enqueue_check_queue(text *queue)
  * The executor checks again before it runs one.
  */
 static JqJobKind
-enqueue_check_kind(text *kind)
+enqueue_check_kind(text *kind, Oid owner)
 {
 	char	   *name = text_to_cstring(kind);
 	JqJobKind	kind_id = JQ_KIND_SQL;
 
 	if (strcmp(name, "shell") == 0)
 	{
-		if (!jq_may_run_shell(GetUserId()))
+		if (!jq_may_run_shell(owner))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to enqueue shell jobs"),
@@ -289,13 +301,71 @@ enqueue_read_kind(FunctionCallInfo fcinfo, int argno, EnqueueArgs *args)
 {
 	enqueue_check_not_null(fcinfo, argno, "kind");
 	args->kind = PG_GETARG_TEXT_PP(argno);
-	args->kind_id = enqueue_check_kind(args->kind);
-	args->argv = NULL;
-	args->env = NULL;
-	args->working_dir = NULL;
+	args->kind_id = enqueue_check_kind(args->kind, args->owner);
 }
 
+/* Job ids: a one-dimensional array without nulls. */
+static void
+enqueue_check_depends_on(ArrayType *ids)
+{
+	if (ARR_NDIM(ids) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("depends_on must be a one-dimensional array")));
+	if (array_contains_nulls(ids))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("depends_on must not contain nulls")));
+}
+
+/* unique_key, depends_on and on_dependency_failure, from argument argno on. */
+static void
+enqueue_read_links(FunctionCallInfo fcinfo, int argno, EnqueueArgs *args)
+{
+	char	   *policy;
+
+	if (!PG_ARGISNULL(argno))
+	{
+		args->unique_key = PG_GETARG_TEXT_PP(argno);
+		if (enqueue_is_blank(args->unique_key))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unique_key must not be empty"),
+					 errhint("Pass NULL for a job without a unique key.")));
+	}
+	if (!PG_ARGISNULL(argno + 1))
+	{
+		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(argno + 1);
+
+		enqueue_check_depends_on(ids);
+		if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) > 0)
+			args->depends_on = ids;
+	}
+	enqueue_check_not_null(fcinfo, argno + 2, "on_dependency_failure");
+	args->on_dependency_failure = PG_GETARG_TEXT_PP(argno + 2);
+	policy = text_to_cstring(args->on_dependency_failure);
+	if (strcmp(policy, "cancel") != 0 && strcmp(policy, "run") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown on_dependency_failure \"%s\"", policy),
+				 errhint("With cancel, a job whose dependency fails or is cancelled is cancelled too; with run, it runs once all its dependencies have finished.")));
+}
+
+/* Whether the job(s) can take the plain insert: no unique key, dependency or group. */
+static bool
+enqueue_is_plain(EnqueueArgs *args)
+{
+	return args->unique_key == NULL && args->depends_on == NULL && args->group_id == 0;
+}
+
+/* the plain insert's arguments, then those jq._insert_job takes in addition */
 #define ENQUEUE_NARGS 14
+#define INSERT_JOB_NARGS 19
+
+static const Oid enqueue_types[INSERT_JOB_NARGS] = {TEXTOID, TEXTOID, JSONBOID, INT4OID,
+	TIMESTAMPTZOID, INT4OID, INTERVALOID, OIDOID, TEXTOID, TEXTARRAYOID, JSONBOID, TEXTOID,
+	INT4OID, INTERVALOID,
+TEXTOID, INT8ARRAYOID, TEXTOID, INT8OID, BOOLOID};
 
 /*
  * Insert the jobs: $2 and $3 are a command and a payload, or arrays of them
@@ -307,13 +377,12 @@ static SPIPlanPtr
 enqueue_plan(bool bulk)
 {
 	static SPIPlanPtr plans[2];
-	Oid			types[ENQUEUE_NARGS] = {TEXTOID, TEXTOID, JSONBOID, INT4OID,
-		TIMESTAMPTZOID, INT4OID, INTERVALOID, OIDOID, TEXTOID, TEXTARRAYOID, JSONBOID,
-	TEXTOID, INT4OID, INTERVALOID};
+	Oid			types[ENQUEUE_NARGS];
 
 	if (plans[bulk])
 		return plans[bulk];
 
+	memcpy(types, enqueue_types, sizeof(types));
 	if (bulk)
 	{
 		types[1] = TEXTARRAYOID;
@@ -344,17 +413,39 @@ enqueue_plan(bool bulk)
 	return plans[bulk];
 }
 
+/* jq._insert_job: one job that is not plain; returns its id and whether it existed. */
+static SPIPlanPtr
+enqueue_job_plan(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	if (plan == NULL)
+		plan = jq_prepare("SELECT id, existing FROM jq._insert_job($1, $2, $3, $4, $5, $6,"
+						  " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+						  INSERT_JOB_NARGS, (Oid *) enqueue_types);
+	return plan;
+}
+
+/* Argument i of a plan: a pointer to a value, or NULL. */
+static void
+enqueue_set_arg(Datum *values, char *nulls, int i, void *value)
+{
+	values[i] = PointerGetDatum(value);
+	nulls[i] = value ? ' ' : 'n';
+}
+
 /*
- * Run the insert as the extension owner; the caller becomes the jobs' owner.
- * A NULL command is an argv job's.
+ * Run the insert as the extension owner, for the owner in args.  A NULL
+ * command is an argv job's.
  */
 static void
 enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
 			   bool payloads_null, EnqueueArgs *args)
 {
-	Datum		values[ENQUEUE_NARGS];
-	char		nulls[ENQUEUE_NARGS];
+	Datum		values[INSERT_JOB_NARGS];
+	char		nulls[INSERT_JOB_NARGS];
 	Interval	default_timeout = {.time = (int64) jq_default_timeout_ms * 1000};
+	bool		plain = enqueue_is_plain(args);
 	JqUserContext ctx;
 	int			ret;
 
@@ -371,29 +462,35 @@ enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
 	nulls[5] = args->has_max_attempts ? ' ' : 'n';
 	values[6] = args->timeout;
 	nulls[6] = args->has_timeout ? ' ' : 'n';
-	values[7] = ObjectIdGetDatum(GetUserId());
+	values[7] = ObjectIdGetDatum(args->owner);
 	values[8] = PointerGetDatum(args->kind);
-	values[9] = PointerGetDatum(args->argv);
-	nulls[9] = args->argv ? ' ' : 'n';
-	values[10] = PointerGetDatum(args->env);
-	nulls[10] = args->env ? ' ' : 'n';
-	values[11] = PointerGetDatum(args->working_dir);
-	nulls[11] = args->working_dir ? ' ' : 'n';
+	enqueue_set_arg(values, nulls, 9, args->argv);
+	enqueue_set_arg(values, nulls, 10, args->env);
+	enqueue_set_arg(values, nulls, 11, args->working_dir);
 	values[12] = Int32GetDatum(jq_default_max_attempts);
 	values[13] = IntervalPGetDatum(&default_timeout);
 	nulls[13] = jq_default_timeout_ms > 0 ? ' ' : 'n';
+	enqueue_set_arg(values, nulls, 14, args->unique_key);
+	enqueue_set_arg(values, nulls, 15, args->depends_on);
+	enqueue_set_arg(values, nulls, 16, args->on_dependency_failure);
+	values[17] = Int64GetDatum(args->group_id);
+	nulls[17] = args->group_id ? ' ' : 'n';
+	values[18] = BoolGetDatum(!plain && api_is_admin(args->owner));
 
 	jq_as_owner(&ctx);
-	ret = api_execute(enqueue_plan(bulk), values, nulls);
+	ret = api_execute(plain ? enqueue_plan(bulk) : enqueue_job_plan(), values, nulls);
 	jq_as_caller(&ctx);
-	if (ret != SPI_OK_INSERT_RETURNING)
+	if (ret != (plain ? SPI_OK_INSERT_RETURNING : SPI_OK_SELECT))
 		elog(ERROR, "could not insert job: %s", SPI_result_code_string(ret));
 
 	jq_wake_at_commit_for(args->run_at, JQ_KIND_BIT(args->kind_id));
 	jq_notify_enqueued(args->queue);
 }
 
-/* Insert one job and return its id. */
+/*
+ * Insert one job and return its id; or, when the owner has an active job
+ * with its unique key, say so and return that job's id.
+ */
 static int64
 enqueue_one(Datum command, bool command_null, Datum payload, bool payload_null,
 			EnqueueArgs *args)
@@ -405,6 +502,12 @@ enqueue_one(Datum command, bool command_null, Datum payload, bool payload_null,
 	enqueue_insert(false, command, command_null, payload, payload_null, args);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 									 &isnull));
+	if (!enqueue_is_plain(args) &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		ereport(NOTICE,
+				(errmsg("job %lld with unique key \"%s\" is already queued",
+						(long long) id, text_to_cstring(args->unique_key)),
+				 errdetail("No job was enqueued; the id of the queued job is returned.")));
 	SPI_finish();
 	return id;
 }
@@ -413,17 +516,20 @@ PG_FUNCTION_INFO_V1(jq_enqueue);
 
 /*
  * jq_enqueue(command, queue, priority, run_at, max_attempts, timeout,
- *			  payload, kind) returns bigint
+ *			  payload, kind, unique_key, depends_on, on_dependency_failure)
+ *			  returns bigint
  */
 Datum
 jq_enqueue(PG_FUNCTION_ARGS)
 {
-	EnqueueArgs args;
+	EnqueueArgs args = {0};
 
 	enqueue_check_not_null(fcinfo, 0, "command");
 	enqueue_check_command(PG_GETARG_TEXT_PP(0));
 	enqueue_read_args(fcinfo, 1, &args);
+	args.owner = GetUserId();
 	enqueue_read_kind(fcinfo, 7, &args);
+	enqueue_read_links(fcinfo, 8, &args);
 
 	PG_RETURN_INT64(enqueue_one(PG_GETARG_DATUM(0), false,
 								PG_GETARG_DATUM(6), PG_ARGISNULL(6), &args));
@@ -495,14 +601,25 @@ enqueue_check_env(Jsonb *env)
 }
 
 /*
- * Read a shell job's arguments from argument first on, in the order of
- * jq_enqueue_shell: command, argv, env, working_dir, then those
- * enqueue_read_args reads.
+ * Read and check a job given as jq_enqueue_shell takes it, from argument
+ * first on: command, argv, env, working_dir, queue, priority, run_at,
+ * max_attempts, timeout, payload, then, with links, unique_key, depends_on,
+ * on_dependency_failure.  Only shell jobs may be given as argv, env and
+ * working_dir.  args has its owner and its kind.
  */
 static void
-enqueue_read_shell_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
+enqueue_read_job_args(FunctionCallInfo fcinfo, int first, bool links, EnqueueArgs *args)
 {
-	if (PG_ARGISNULL(first) == PG_ARGISNULL(first + 1))
+	if (args->kind_id != JQ_KIND_SHELL)
+	{
+		enqueue_check_not_null(fcinfo, first, "command");
+		if (!PG_ARGISNULL(first + 1) || !PG_ARGISNULL(first + 2) || !PG_ARGISNULL(first + 3))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("argv, env and working_dir are only for shell jobs"),
+					 errhint("Pass kind => 'shell' to run a program.")));
+	}
+	else if (PG_ARGISNULL(first) == PG_ARGISNULL(first + 1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pass either command or argv"),
@@ -510,8 +627,6 @@ enqueue_read_shell_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
 	if (!PG_ARGISNULL(first))
 		enqueue_check_command(PG_GETARG_TEXT_PP(first));
 	enqueue_read_args(fcinfo, first + 4, args);
-	args->kind = cstring_to_text("shell");
-	args->kind_id = enqueue_check_kind(args->kind);
 
 	args->argv = PG_ARGISNULL(first + 1) ? NULL : PG_GETARG_ARRAYTYPE_P(first + 1);
 	if (args->argv)
@@ -524,78 +639,67 @@ enqueue_read_shell_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("working_dir must be an absolute path")));
+	if (links)
+		enqueue_read_links(fcinfo, first + 10, args);
+}
+
+/* Enqueue the job read by enqueue_read_job_args from argument first on. */
+static int64
+enqueue_job_args(FunctionCallInfo fcinfo, int first, EnqueueArgs *args)
+{
+	return enqueue_one(PG_GETARG_DATUM(first), PG_ARGISNULL(first),
+					   PG_GETARG_DATUM(first + 9), PG_ARGISNULL(first + 9), args);
 }
 
 PG_FUNCTION_INFO_V1(jq_enqueue_shell);
 
 /*
  * jq_enqueue_shell(command, argv, env, working_dir, queue, priority, run_at,
- *					max_attempts, timeout, payload) returns bigint
+ *					max_attempts, timeout, payload, unique_key, depends_on,
+ *					on_dependency_failure) returns bigint
  */
 Datum
 jq_enqueue_shell(PG_FUNCTION_ARGS)
 {
-	EnqueueArgs args;
+	EnqueueArgs args = {0};
 
-	enqueue_read_shell_args(fcinfo, 0, &args);
-	PG_RETURN_INT64(enqueue_one(PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-								PG_GETARG_DATUM(9), PG_ARGISNULL(9), &args));
+	args.owner = GetUserId();
+	args.kind = cstring_to_text("shell");
+	args.kind_id = enqueue_check_kind(args.kind, args.owner);
+	enqueue_read_job_args(fcinfo, 0, true, &args);
+	PG_RETURN_INT64(enqueue_job_args(fcinfo, 0, &args));
 }
 
-PG_FUNCTION_INFO_V1(jq_enqueue_as);
+PG_FUNCTION_INFO_V1(jq_enqueue_internal);
 
 /*
- * jq._enqueue_as(owner, check_only, kind, command, argv, env, working_dir,
- *				  queue, priority, run_at, max_attempts, timeout, payload)
+ * jq._enqueue(owner, check_only, kind, group_id, command, argv, env,
+ *			   working_dir, queue, priority, run_at, max_attempts, timeout,
+ *			   payload, unique_key, depends_on, on_dependency_failure)
  *	  returns bigint
  *
- * Enqueue a job of either kind for role owner, checked as jq_enqueue and
- * jq_enqueue_shell check it, as if owner had called them: jq_schedule checks
- * a recurring job with it (check_only), and the scheduler enqueues its runs.
- * From command on, the arguments are those of jq_enqueue_shell.
+ * For internal callers (jq._enqueue_group, schedules), which run as the
+ * extension owner: the job is the given owner's, checked as if it had
+ * called; with check_only it is only checked, and NULL returned.
  */
 Datum
-jq_enqueue_as(PG_FUNCTION_ARGS)
+jq_enqueue_internal(PG_FUNCTION_ARGS)
 {
-	Oid			owner = PG_GETARG_OID(0);
-	bool		check_only = PG_GETARG_BOOL(1);
-	EnqueueArgs args;
-	JqUserContext ctx;
-	int64		id = 0;
+	EnqueueArgs args = {0};
 
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+	enqueue_check_not_null(fcinfo, 0, "owner");
+	args.owner = PG_GETARG_OID(0);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(args.owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role with OID %u does not exist", owner)));
+				 errmsg("role with OID %u does not exist", args.owner)));
+	enqueue_read_kind(fcinfo, 2, &args);
+	args.group_id = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
+	enqueue_read_job_args(fcinfo, 4, true, &args);
 
-	/* GetUserId() is the owner: the shell check and the jobs' owner use it */
-	GetUserIdAndSecContext(&ctx.saved_userid, &ctx.saved_sec_context);
-	SetUserIdAndSecContext(owner, ctx.saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
-	enqueue_check_not_null(fcinfo, 2, "kind");
-	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(2)), "shell") == 0)
-		enqueue_read_shell_args(fcinfo, 3, &args);
-	else
-	{
-		if (!PG_ARGISNULL(4) || !PG_ARGISNULL(5) || !PG_ARGISNULL(6))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("argv, env and working_dir are only for shell jobs"),
-					 errhint("Pass kind => 'shell' to run a program.")));
-		enqueue_check_not_null(fcinfo, 3, "command");
-		enqueue_check_command(PG_GETARG_TEXT_PP(3));
-		enqueue_read_args(fcinfo, 7, &args);
-		enqueue_read_kind(fcinfo, 2, &args);
-	}
-
-	if (!check_only)
-		id = enqueue_one(PG_GETARG_DATUM(3), PG_ARGISNULL(3),
-						 PG_GETARG_DATUM(12), PG_ARGISNULL(12), &args);
-	jq_as_caller(&ctx);
-
-	if (check_only)
+	if (PG_GETARG_BOOL(1))
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(id);
+	PG_RETURN_INT64(enqueue_job_args(fcinfo, 4, &args));
 }
 
 PG_FUNCTION_INFO_V1(jq_enqueue_bulk);
@@ -607,7 +711,7 @@ PG_FUNCTION_INFO_V1(jq_enqueue_bulk);
 Datum
 jq_enqueue_bulk(PG_FUNCTION_ARGS)
 {
-	EnqueueArgs args;
+	EnqueueArgs args = {0};
 	ArrayType  *commands;
 	Datum	   *elems;
 	bool	   *elem_nulls;
@@ -644,6 +748,7 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL for jobs without payload.")));
 	}
 	enqueue_read_args(fcinfo, 1, &args);
+	args.owner = GetUserId();
 	enqueue_read_kind(fcinfo, 7, &args);
 
 	if (n == 0)
@@ -849,6 +954,31 @@ jq_extension_created(PG_FUNCTION_ARGS)
 				 errhint("Add job_queue to shared_preload_libraries in postgresql.conf and restart the server.")));
 	else
 		jq_recheck_at_commit();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(jq_raise);
+
+/*
+ * jq._raise(message, sqlstate, detail, hint): raise an error again with
+ * another message (jq._enqueue_group names the job in it); an empty detail
+ * or hint, as GET STACKED DIAGNOSTICS reports a missing one, is left out.
+ */
+Datum
+jq_raise(PG_FUNCTION_ARGS)
+{
+	char	   *sqlstate = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *detail = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *hint = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	if (strlen(sqlstate) != 5)
+		elog(ERROR, "invalid SQLSTATE \"%s\"", sqlstate);
+	ereport(ERROR,
+			(errcode(MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3],
+								   sqlstate[4])),
+			 errmsg_internal("%s", text_to_cstring(PG_GETARG_TEXT_PP(0))),
+			 detail[0] ? errdetail_internal("%s", detail) : 0,
+			 hint[0] ? errhint("%s", hint) : 0));
 	PG_RETURN_VOID();
 }
 

@@ -11,7 +11,7 @@ LANGUAGE sql AS $$
 		FROM jq_jobs a WHERE a.id = ANY (ids)) s
 $$;
 
-CREATE TABLE ran (job text, at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE queue_ran (job text, at timestamptz DEFAULT clock_timestamp());
 
 -- every setting, shown by jq_queues
 SELECT jq_configure_queue('flow', concurrency => 2, max_ready => 10, rate_limit => 100,
@@ -72,33 +72,33 @@ SELECT jq_cancel(id) FROM jq_jobs WHERE queue = 'small' AND state = 'ready';
 
 -- a paused queue keeps its jobs until it is resumed; other queues run meanwhile
 SELECT jq_pause('held');
-SELECT jq_enqueue_bulk(ARRAY[$$INSERT INTO ran VALUES ('held 1')$$,
-							 $$INSERT INTO ran VALUES ('held 2')$$,
-							 $$INSERT INTO ran VALUES ('held 3')$$], queue => 'held') AS held \gset
-SELECT jq_enqueue($$INSERT INTO ran VALUES ('free')$$, queue => 'free') AS free \gset
+SELECT jq_enqueue_bulk(ARRAY[$$INSERT INTO queue_ran VALUES ('held 1')$$,
+							 $$INSERT INTO queue_ran VALUES ('held 2')$$,
+							 $$INSERT INTO queue_ran VALUES ('held 3')$$], queue => 'held') AS held \gset
+SELECT jq_enqueue($$INSERT INTO queue_ran VALUES ('free')$$, queue => 'free') AS free \gset
 SELECT wait_for_jobs(ARRAY[:free]::bigint[]);
 SELECT pg_sleep(0.5);
-SELECT job FROM ran ORDER BY job;
+SELECT job FROM queue_ran ORDER BY job;
 SELECT queue, paused, ready, running FROM jq_queues WHERE queue = 'held';
 SELECT jq_resume('held');
 SELECT wait_for_jobs(:'held'::bigint[]);
-SELECT job FROM ran ORDER BY job;
+SELECT job FROM queue_ran ORDER BY job;
 SELECT queue, paused, ready, running FROM jq_queues WHERE queue = 'held';
 
 -- claim order: lower priority first, then run_at, then id (one at a time here)
 SELECT jq_configure_queue('order', concurrency => 1, paused => true);
-SELECT ARRAY[jq_enqueue($$INSERT INTO ran VALUES ('order p2')$$, queue => 'order', priority => 2),
-			 jq_enqueue($$INSERT INTO ran VALUES ('order p1 later')$$, queue => 'order', priority => 1,
+SELECT ARRAY[jq_enqueue($$INSERT INTO queue_ran VALUES ('order p2')$$, queue => 'order', priority => 2),
+			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p1 later')$$, queue => 'order', priority => 1,
 						run_at => now() - interval '1 second'),
-			 jq_enqueue($$INSERT INTO ran VALUES ('order p1 earlier')$$, queue => 'order',
+			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p1 earlier')$$, queue => 'order',
 						priority => 1, run_at => now() - interval '2 seconds'),
-			 jq_enqueue($$INSERT INTO ran VALUES ('order p1 earlier, next id')$$, queue => 'order',
+			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p1 earlier, next id')$$, queue => 'order',
 						priority => 1, run_at => now() - interval '2 seconds'),
-			 jq_enqueue($$INSERT INTO ran VALUES ('order p0')$$, queue => 'order', priority => 0)]
+			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p0')$$, queue => 'order', priority => 0)]
 	AS ordered \gset
 SELECT jq_resume('order');
 SELECT wait_for_jobs(:'ordered'::bigint[]);
-SELECT job FROM ran WHERE job LIKE 'order%' ORDER BY at;
+SELECT job FROM queue_ran WHERE job LIKE 'order%' ORDER BY at;
 
 -- concurrency 1: six jobs of 0.3 s never overlap
 SELECT jq_configure_queue('one', concurrency => 1);
