@@ -48,9 +48,10 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 demo:
 	test/demo.sh
 
-# figures for the README's performance table
+# figures for the README's performance table: the server, then jq_worker
 bench:
 	test/bench/bench.sh
+	test/bench/worker.sh
 
 # jq_worker, the external worker program, is built and installed with the extension
 all: worker-all
