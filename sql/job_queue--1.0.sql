@@ -70,8 +70,10 @@ CREATE TABLE jq.job (
 		autovacuum_analyze_threshold = 5000,
 		autovacuum_vacuum_cost_delay = 0);
 
--- claim order: lower priority number first, then run_at, then id
-CREATE INDEX job_claim_idx ON jq.job (priority, run_at, id) WHERE state = 'ready' AND NOT limited;
+-- an executor's claim: jobs of its kind in claim order (lower priority number
+-- first, then run_at, then id), read in that order whatever the statistics
+-- say, so a claim never sorts the backlog
+CREATE INDEX job_claim_idx ON jq.job (kind, priority, run_at, id) WHERE state = 'ready' AND NOT limited;
 -- the same per queue: claims of limited queues, max_ready, jobs whose limited flag is stale
 CREATE INDEX job_queue_idx ON jq.job (queue, limited, priority, run_at, id) WHERE state = 'ready';
 -- the next delayed job or retry, for the scheduler's timer
