@@ -413,6 +413,7 @@ jq_scheduler_main(Datum main_arg)
 	{
 		TickResult tick = {0};
 		long		timeout_ms = -1;
+		int			rc;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -452,8 +453,15 @@ jq_scheduler_main(Datum main_arg)
 		}
 
 		pgstat_report_stat(true);
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
-						 timeout_ms, PG_WAIT_EXTENSION);
+		rc = WaitLatch(MyLatch,
+					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
+					   timeout_ms, PG_WAIT_EXTENSION);
+
+		/*
+		 * The timer most often fires for a delayed job or a retry coming due:
+		 * executors look for it at once, not after the tick.
+		 */
+		if (rc & WL_TIMEOUT)
+			jq_wake_executor(MyDatabaseId, JQ_KINDS_ALL, -1);
 	}
 }
