@@ -190,7 +190,9 @@ CREATE TABLE jq.schedule (
 	skipped_runs    bigint NOT NULL DEFAULT 0,	-- overlap = 'skip': fire times with no job
 	last_skipped_at timestamptz,
 	last_error      text,				-- why its last fire time enqueued nothing
-	created_at      timestamptz NOT NULL DEFAULT now()
+	created_at      timestamptz NOT NULL DEFAULT now(),
+	jobs            jsonb,				-- or a group of jobs, as jq_enqueue_group takes it
+	last_group      bigint				-- the group its last run enqueued
 );
 -- the next schedule due, for the scheduler's timer
 CREATE INDEX schedule_next_run_idx ON jq.schedule (next_run);
@@ -273,7 +275,7 @@ COMMENT ON VIEW jq_queues IS 'the settings of queues and how many of their jobs 
 CREATE VIEW jq_schedules WITH (security_barrier) AS
 SELECT s.name, s.schedule, s.time_zone, s.kind, s.command, s.argv, s.queue, s.priority,
 	   s.overlap, s.owner::regrole AS owner, s.next_run, s.last_run, s.last_job,
-	   s.skipped_runs, s.last_skipped_at, s.last_error, s.created_at
+	   s.skipped_runs, s.last_skipped_at, s.last_error, s.created_at, s.jobs, s.last_group
 FROM jq.schedule s
 WHERE s.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
@@ -460,7 +462,8 @@ CREATE FUNCTION jq_schedule(name text,
 							overlap text DEFAULT 'skip',
 							argv text[] DEFAULT NULL,
 							env jsonb DEFAULT NULL,
-							working_dir text DEFAULT NULL)
+							working_dir text DEFAULT NULL,
+							jobs jsonb DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
@@ -932,7 +935,8 @@ $$;
 
 /*
  * Fire the schedules due at p_now.  Each gets one job, for the fire time it
- * was due at (its run_at is next_run), and moves on to its first fire time
+ * was due at (its run_at is next_run), or one group of jobs (jobs), and
+ * moves on to its first fire time
  * after p_now: however many fire times passed while no scheduler ran, a
  * schedule fires once.  The job and the new next_run commit together, on a
  * row locked with SKIP LOCKED, so no fire time is ever enqueued twice, by
@@ -940,8 +944,8 @@ $$;
  * keeps its phase: its next fire time is N after the one just fired, unless
  * that one has passed too.
  *
- * With overlap 'skip', nothing is enqueued while the schedule's last job has
- * not finished; the fire time is counted in skipped_runs.  A fire time whose
+ * With overlap 'skip', nothing is enqueued while the schedule's last job, or
+ * a job of its last group, has not finished; the fire time is counted in skipped_runs.  A fire time whose
  * job cannot be enqueued (its owner was dropped, or lost the right to run
  * shell jobs) is passed over, the error kept in last_error; a schedule whose
  * next fire time cannot be computed gets next_run NULL and never fires again.
@@ -955,6 +959,7 @@ DECLARE
 	s jq.schedule;
 	next timestamptz;
 	job_id bigint;
+	run_group bigint;
 	skipped boolean;
 	error text;
 BEGIN
@@ -965,13 +970,20 @@ BEGIN
 		next := NULL;
 		job_id := NULL;
 		error := NULL;
-		skipped := s.overlap = 'skip' AND EXISTS (SELECT FROM jq.job j WHERE j.id = s.last_job);
+		run_group := NULL;
+		skipped := s.overlap = 'skip'
+				   AND EXISTS (SELECT FROM jq.job j
+							   WHERE j.id = s.last_job OR j.group_id = s.last_group);
 		BEGIN
 			next := jq._schedule_next(s.schedule, s.next_run, s.time_zone);
 			IF next <= p_now THEN
 				next := jq._schedule_next(s.schedule, p_now, s.time_zone);
 			END IF;
-			IF NOT skipped THEN
+			IF NOT skipped AND s.jobs IS NOT NULL THEN
+				SELECT max(g.id) INTO job_id FROM jq._enqueue_group(s.owner, s.jobs, s.name) g;
+				SELECT j.group_id INTO run_group FROM jq.job j WHERE j.id = job_id;
+				UPDATE jq.job j SET schedule_name = s.name WHERE j.group_id = run_group;
+			ELSIF NOT skipped THEN
 				-- a queued run waits for the previous one, whatever its outcome
 				job_id := jq._enqueue(s.owner, false, s.kind, NULL, s.command, s.argv, s.env,
 									  s.working_dir, s.queue, s.priority, s.next_run,
@@ -989,6 +1001,7 @@ BEGIN
 		SET next_run = next,
 			last_run = CASE WHEN job_id IS NULL THEN sc.last_run ELSE s.next_run END,
 			last_job = coalesce(job_id, sc.last_job),
+			last_group = CASE WHEN job_id IS NULL THEN sc.last_group ELSE run_group END,
 			skipped_runs = sc.skipped_runs + skipped::integer,
 			last_skipped_at = CASE WHEN skipped THEN s.next_run ELSE sc.last_skipped_at END,
 			last_error = error
@@ -1813,7 +1826,7 @@ CREATE FUNCTION jq._jq_schedule(p_caller oid, p_is_admin boolean, p_name text,
 								p_priority integer, p_max_attempts integer,
 								p_timeout interval, p_payload jsonb, p_time_zone text,
 								p_overlap text, p_argv text[], p_env jsonb,
-								p_working_dir text)
+								p_working_dir text, p_jobs jsonb)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1837,23 +1850,38 @@ BEGIN
 				  HINT = 'Use skip (no new run while the last one has not finished) or queue (enqueue every run).';
 	END IF;
 	first_run := jq._schedule_next(p_schedule, clock_timestamp(), p_time_zone);
-	PERFORM jq._enqueue(p_caller, true, p_kind, NULL, p_command, p_argv, p_env, p_working_dir,
-						p_queue, p_priority, NULL, p_max_attempts, p_timeout, p_payload, NULL,
-						NULL, 'cancel');
+	IF p_jobs IS NULL THEN
+		PERFORM jq._enqueue(p_caller, true, p_kind, NULL, p_command, p_argv, p_env,
+							p_working_dir, p_queue, p_priority, NULL, p_max_attempts, p_timeout,
+							p_payload, NULL, NULL, 'cancel');
+	ELSIF p_command IS NOT NULL OR p_argv IS NOT NULL THEN
+		RAISE EXCEPTION 'pass either command, argv or jobs'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'jobs is a group of jobs, as jq_enqueue_group takes it; the other job arguments then do not apply.';
+	ELSE
+		-- the group's own checks, by enqueueing it in a subtransaction undone at once
+		BEGIN
+			PERFORM jq._enqueue_group(p_caller, p_jobs, p_name);
+			RAISE EXCEPTION USING ERRCODE = 'JQ000';
+		EXCEPTION WHEN SQLSTATE 'JQ000' THEN
+			NULL;
+		END;
+	END IF;
 
 	INSERT INTO jq.schedule AS s
 		(name, owner, schedule, time_zone, overlap, kind, command, argv, env, working_dir,
-		 queue, priority, max_attempts, timeout, payload, next_run)
+		 queue, priority, max_attempts, timeout, payload, next_run, jobs)
 	VALUES (p_name, p_caller, p_schedule, p_time_zone, p_overlap, p_kind, p_command, p_argv,
 			p_env, p_working_dir, p_queue, p_priority, p_max_attempts, p_timeout, p_payload,
-			first_run)
+			first_run, p_jobs)
 	ON CONFLICT (name) DO UPDATE
 	SET schedule = excluded.schedule, time_zone = excluded.time_zone,
 		overlap = excluded.overlap, kind = excluded.kind, command = excluded.command,
 		argv = excluded.argv, env = excluded.env, working_dir = excluded.working_dir,
 		queue = excluded.queue, priority = excluded.priority,
 		max_attempts = excluded.max_attempts, timeout = excluded.timeout,
-		payload = excluded.payload, next_run = excluded.next_run, last_error = NULL
+		payload = excluded.payload, next_run = excluded.next_run, jobs = excluded.jobs,
+		last_error = NULL
 	WHERE s.owner = p_caller;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'permission denied for schedule "%"', p_name

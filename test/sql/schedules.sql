@@ -174,6 +174,40 @@ SELECT jq_unschedule('lost right');
 SELECT wait_until($$NOT EXISTS (SELECT FROM jq_jobs WHERE schedule_name = 'lost right'
 								AND state NOT IN ('succeeded', 'failed', 'cancelled'))$$);
 
+-- a group of jobs as the recurring work: each run is a new group, its jobs in
+-- dependency order; with overlap skip a run waits for the whole last group
+SELECT jq_schedule('pipeline', 'every 1 second', jobs => $$[
+	{"name": "load",    "command": "INSERT INTO ticks (job_schedule) VALUES ('load'); SELECT pg_sleep(0.2)"},
+	{"name": "report",  "command": "INSERT INTO ticks (job_schedule) VALUES ('report')", "depends_on": ["load"]},
+	{"name": "publish", "command": "INSERT INTO ticks (job_schedule) VALUES ('publish')", "depends_on": ["report"]}
+]$$) > now() AS created;
+SELECT wait_until($$(SELECT count(*) >= 2 FROM jq_groups WHERE name = 'pipeline'
+					 AND state = 'succeeded')$$);
+SELECT jq_unschedule('pipeline');
+SELECT wait_until($$NOT EXISTS (SELECT FROM jq_jobs WHERE schedule_name = 'pipeline'
+								AND state NOT IN ('succeeded', 'failed', 'cancelled'))$$);
+-- every job of every run belongs to a group of the schedule, three per group
+SELECT count(DISTINCT group_id) >= 2 AS runs, count(*) = 3 * count(DISTINCT group_id) AS three_each,
+	   bool_and(group_id IS NOT NULL) AS grouped
+FROM jq_jobs WHERE schedule_name = 'pipeline';
+-- in each run, report started after load finished, publish after report
+SELECT bool_and(r.started_at >= l.finished_at AND p.started_at >= r.finished_at) AS in_order
+FROM jq_jobs l
+JOIN jq_jobs r ON r.group_id = l.group_id AND r.command LIKE '%''report''%'
+JOIN jq_jobs p ON p.group_id = l.group_id AND p.command LIKE '%''publish''%'
+WHERE l.schedule_name = 'pipeline' AND l.command LIKE '%''load''%';
+-- runs never overlapped: each group started after the one before finished
+SELECT bool_and(g.first_start >= g.prev_end) AS no_overlap
+FROM (SELECT min(started_at) AS first_start,
+			 lag(max(finished_at)) OVER (ORDER BY group_id) AS prev_end
+	  FROM jq_jobs WHERE schedule_name = 'pipeline' GROUP BY group_id) g
+WHERE g.prev_end IS NOT NULL;
+-- a bad group is refused when the schedule is made, and nothing is left of it
+SELECT jq_schedule('bad group', '@daily', jobs => '[{"name": "a", "command": "SELECT 1", "depends_on": ["b"]},
+													{"name": "b", "command": "SELECT 1", "depends_on": ["a"]}]');
+SELECT jq_schedule('bad group', '@daily', 'SELECT 1', jobs => '[{"name": "a", "command": "SELECT 1"}]');
+SELECT count(*) AS bad_groups FROM jq_schedules WHERE name = 'bad group';
+
 -- the tables stay out of reach
 SET ROLE jq_sched_alice;
 SELECT count(*) FROM jq.schedule;
