@@ -497,6 +497,12 @@ RETURNS bigint
 LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_enqueue_internal';
 
+-- raise jq_enqueue's error for a queue name it would refuse
+CREATE FUNCTION jq._check_queue_name(queue text)
+RETURNS void
+LANGUAGE c STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'jq_check_queue_name';
+
 -- raise an error; an empty detail or hint is left out
 CREATE FUNCTION jq._raise(message text, sqlstate text, detail text, hint text)
 RETURNS void
@@ -1752,12 +1758,7 @@ BEGIN
 		RAISE EXCEPTION 'queue must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	-- the rule jq_enqueue applies to queue names
-	IF p_queue !~ '^[A-Za-z0-9_.:-]{1,63}$' THEN
-		RAISE EXCEPTION 'invalid queue name "%"', p_queue
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A queue name has 1 to 63 characters, each a letter, a digit, "_", "-", "." or ":".';
-	END IF;
+	PERFORM jq._check_queue_name(p_queue);
 	FOR i IN 1 .. cardinality(limits) LOOP
 		IF given[i] < 0 THEN
 			RAISE EXCEPTION '% must not be negative', limits[i]

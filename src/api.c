@@ -219,6 +219,16 @@ enqueue_check_queue(text *queue)
 	pfree(name);
 }
 
+PG_FUNCTION_INFO_V1(jq_check_queue_name);
+
+/* jq._check_queue_name(queue): for the internal functions that name queues. */
+Datum
+jq_check_queue_name(PG_FUNCTION_ARGS)
+{
+	enqueue_check_queue(PG_GETARG_TEXT_PP(0));
+	PG_RETURN_VOID();
+}
+
 /*
  * Shell jobs run programs as the server's operating-system user: only roles
  * that may run server programs (COPY ... FROM PROGRAM) may enqueue them.
