@@ -11,7 +11,9 @@
  *		of their own: the claim, and the attempt it counts, are committed
  *		before any job runs;
  *	 2. with nothing to claim, sleep on its latch until a commit that made
- *		a job runnable, the scheduler, or a signal wakes it;
+ *		a job runnable, the scheduler, or a signal wakes it, or until the
+ *		scheduler's timer fires (a delayed job or a retry may come due then:
+ *		the executor looks for it without waiting for the scheduler);
  *	 3. otherwise run them.  An SQL executor claims up to jq.batch_size
  *		jobs and runs them one by one (job_run.c) in one transaction,
  *		committing them with their outcome whenever the transaction is
@@ -554,9 +556,15 @@ jq_executor_main(Datum main_arg)
 		n = exe_claim(&jobs);
 		if (n == 0)
 		{
+			long		timeout_ms = jq_ms_until(jq_next_wakeup(MyDatabaseId));
+
+			/* a timer already past is the scheduler's: it wakes us after its tick */
+			if (timeout_ms == 0)
+				timeout_ms = -1;
 			pgstat_report_stat(true);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-							 PG_WAIT_EXTENSION);
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
+							 timeout_ms, PG_WAIT_EXTENSION);
 			continue;
 		}
 		exe_set_idle(false);

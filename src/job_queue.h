@@ -138,6 +138,8 @@ extern void jq_stop_database_workers(Oid dboid, bool block);
 extern void jq_unblock_database(Oid dboid);
 extern void jq_recheck_database(Oid dboid);
 extern bool jq_cancel_requested(volatile JqExecutor *slot, int64 job_id);
+extern TimestampTz jq_next_wakeup(Oid dboid);
+extern long jq_ms_until(TimestampTz when);
 
 /* wakeup.c: commit-time wakeups and NOTIFY */
 extern void jq_wakeup_init(void);

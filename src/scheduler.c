@@ -46,9 +46,6 @@
 
 #include "job_queue.h"
 
-/* the longest sleep: WaitLatch takes an int, and a day is plenty */
-#define SCHED_MAX_SLEEP_MS (24L * 60 * 60 * 1000)
-
 /* an executor is not started sooner than this after one failed or exited */
 #define SCHED_RETRY_START_MS 1000
 
@@ -443,12 +440,8 @@ jq_scheduler_main(Datum main_arg)
 
 		if (tick.has_next)
 		{
-			long		secs;
-			int			usecs;
-			long		ms;
+			long		ms = jq_ms_until(tick.next_event);
 
-			TimestampDifference(GetCurrentTimestamp(), tick.next_event, &secs, &usecs);
-			ms = Min(secs, SCHED_MAX_SLEEP_MS / 1000) * 1000 + (usecs + 999) / 1000;
 			timeout_ms = timeout_ms < 0 ? ms : Min(timeout_ms, ms);
 		}
 

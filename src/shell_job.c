@@ -215,7 +215,7 @@ shell_wait(JqShellProcess *proc, TimestampTz deadline)
 {
 	WaitEventSet *set;
 	WaitEvent	events[4];
-	long		timeout_ms = -1;
+	long		timeout_ms;
 
 #if PG_VERSION_NUM >= 170000
 	set = CreateWaitEventSet(NULL, 4);
@@ -229,14 +229,7 @@ shell_wait(JqShellProcess *proc, TimestampTz deadline)
 	if (proc->err.fd >= 0)
 		AddWaitEventToSet(set, WL_SOCKET_READABLE, proc->err.fd, NULL, NULL);
 
-	if (deadline != DT_NOEND)
-	{
-		long		secs;
-		int			usecs;
-
-		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
-		timeout_ms = Min(secs, INT_MAX / 1000 - 1) * 1000 + (usecs + 999) / 1000;
-	}
+	timeout_ms = jq_ms_until(deadline);
 	(void) WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
 	FreeWaitEventSet(set);
 	ResetLatch(MyLatch);

@@ -156,6 +156,37 @@ jq_cancel_requested(volatile JqExecutor *slot, int64 job_id)
 	return false;
 }
 
+/* When the scheduler of a database will wake: DT_NOEND if nothing is due. */
+TimestampTz
+jq_next_wakeup(Oid dboid)
+{
+	JqDatabase *db;
+	TimestampTz when = DT_NOEND;
+
+	LWLockAcquire(jq_shared->lock, LW_SHARED);
+	db = jq_find_database(dboid);
+	if (db)
+		when = db->next_wakeup;
+	LWLockRelease(jq_shared->lock);
+	return when;
+}
+
+/*
+ * A timeout for WaitLatch: the milliseconds from now until "when", rounded
+ * up so as not to wake early, at most a day; -1 (none) for DT_NOEND.
+ */
+long
+jq_ms_until(TimestampTz when)
+{
+	long		secs;
+	int			usecs;
+
+	if (when == DT_NOEND)
+		return -1;
+	TimestampDifference(GetCurrentTimestamp(), when, &secs, &usecs);
+	return Min(secs, 24L * 60 * 60) * 1000 + (usecs + 999) / 1000;
+}
+
 /* Wake the scheduler of a database if its timer would fire after "when". */
 void
 jq_wake_scheduler(Oid dboid, TimestampTz when)
