@@ -3,11 +3,13 @@ EXTENSION = job_queue
 MODULE_big = job_queue
 OBJS = \
 	src/api.o \
+	src/claim_trace.o \
 	src/cron.o \
 	src/executor.o \
 	src/guc.o \
 	src/job_queue.o \
 	src/job_run.o \
+	src/queue_settings.o \
 	src/launcher.o \
 	src/scheduler.o \
 	src/shell_job.o \

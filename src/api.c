@@ -368,8 +368,11 @@ enqueue_is_plain(EnqueueArgs *args)
 	return args->unique_key == NULL && args->depends_on == NULL && args->group_id == 0;
 }
 
-/* the plain insert's arguments, then those jq._insert_job takes in addition */
-#define ENQUEUE_NARGS 14
+/*
+ * The arguments of jq._insert_job: the job's columns, the settings'
+ * defaults, its links and whether its owner is an admin.  The plain insert
+ * takes the first 12, then limited.
+ */
 #define INSERT_JOB_NARGS 19
 
 static const Oid enqueue_types[INSERT_JOB_NARGS] = {TEXTOID, TEXTOID, JSONBOID, INT4OID,
@@ -378,16 +381,17 @@ static const Oid enqueue_types[INSERT_JOB_NARGS] = {TEXTOID, TEXTOID, JSONBOID, 
 TEXTOID, INT8ARRAYOID, TEXTOID, INT8OID, BOOLOID};
 
 /*
- * Insert the jobs: $2 and $3 are a command and a payload, or arrays of them
- * for the bulk form.  Priority, max_attempts and timeout ($4, $6, $7) are
- * NULL when not given: the queue's defaults apply, else 0 and the settings
- * ($13, $14).  A queue with no row in jq.queue costs one index probe.
+ * Insert plain jobs: $2 and $3 are a command and a payload, or arrays of
+ * them for the bulk form; the other arguments are the jobs' columns, the
+ * queue's defaults already applied.
  */
+#define PLAIN_NARGS 13
+
 static SPIPlanPtr
-enqueue_plan(bool bulk)
+enqueue_plain_plan(bool bulk)
 {
 	static SPIPlanPtr plans[2];
-	Oid			types[ENQUEUE_NARGS];
+	Oid			types[PLAIN_NARGS];
 
 	if (plans[bulk])
 		return plans[bulk];
@@ -398,29 +402,45 @@ enqueue_plan(bool bulk)
 		types[1] = TEXTARRAYOID;
 		types[2] = get_array_type(JSONBOID);
 	}
-	plans[bulk] = jq_prepare(psprintf("WITH q AS MATERIALIZED ("
-									  " SELECT q.default_priority, q.default_max_attempts,"
-									  "  q.default_timeout, q.limited"
-									  " FROM jq.queue q"
-									  " WHERE q.name = $1 AND (q.max_ready IS NULL OR"
-									  "  jq._check_max_ready(q.name, q.max_ready, %s)))"
-									  " INSERT INTO jq.job (queue, command, payload, priority,"
-									  " run_at, max_attempts, timeout, owner, kind, argv, env,"
-									  " working_dir, limited)"
-									  " SELECT $1, c.command, c.payload,"
-									  "  coalesce($4, q.default_priority, 0), $5,"
-									  "  coalesce($6, q.default_max_attempts, $13),"
-									  "  coalesce($7, q.default_timeout, $14),"
-									  "  $8, $9, $10, $11, $12, coalesce(q.limited, false)"
-									  " FROM %s LEFT JOIN q ON true"
-									  " ORDER BY c.n"
-									  " RETURNING id",
-									  bulk ? "pg_catalog.cardinality($2)" : "1",
-									  bulk ? "ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-									  " WITH ORDINALITY AS c(command, payload, n)"
-									  : "(VALUES ($2, $3, 1)) AS c(command, payload, n)"),
-							 ENQUEUE_NARGS, types);
+	types[12] = BOOLOID;
+	plans[bulk] = jq_prepare(bulk ?
+							 "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
+							 " max_attempts, timeout, owner, kind, argv, env, working_dir, limited)"
+							 " SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8, $9, $10, $11,"
+							 "  $12, $13"
+							 " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+							 "  WITH ORDINALITY AS c(command, payload, n)"
+							 " ORDER BY c.n"
+							 " RETURNING id" :
+							 "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
+							 " max_attempts, timeout, owner, kind, argv, env, working_dir, limited)"
+							 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+							 " RETURNING id",
+							 PLAIN_NARGS, types);
 	return plans[bulk];
+}
+
+/*
+ * Raise an error if adding n jobs to a queue would put more than max_ready
+ * of its jobs in wait (jq._check_max_ready).
+ */
+static void
+enqueue_check_max_ready(text *queue, int32 max_ready, int32 n)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[3];
+
+	if (plan == NULL)
+	{
+		Oid			types[3] = {TEXTOID, INT4OID, INT4OID};
+
+		plan = jq_prepare("SELECT jq._check_max_ready($1, $2, $3)", 3, types);
+	}
+	values[0] = PointerGetDatum(queue);
+	values[1] = Int32GetDatum(max_ready);
+	values[2] = Int32GetDatum(n);
+	if (api_execute(plan, values, NULL) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the jobs waiting in a queue");
 }
 
 /* jq._insert_job: one job that is not plain; returns its id and whether it existed. */
@@ -445,11 +465,12 @@ enqueue_set_arg(Datum *values, char *nulls, int i, void *value)
 }
 
 /*
- * Run the insert as the extension owner, for the owner in args.  A NULL
- * command is an argv job's.
+ * Run the insert as the extension owner, for the owner in args: n jobs,
+ * whose commands and payloads are single values or arrays (n > 1 or bulk).
+ * A NULL command is an argv job's.
  */
 static void
-enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
+enqueue_insert(bool bulk, int32 n, Datum commands, bool commands_null, Datum payloads,
 			   bool payloads_null, EnqueueArgs *args)
 {
 	Datum		values[INSERT_JOB_NARGS];
@@ -480,15 +501,47 @@ enqueue_insert(bool bulk, Datum commands, bool commands_null, Datum payloads,
 	values[12] = Int32GetDatum(jq_default_max_attempts);
 	values[13] = IntervalPGetDatum(&default_timeout);
 	nulls[13] = jq_default_timeout_ms > 0 ? ' ' : 'n';
-	enqueue_set_arg(values, nulls, 14, args->unique_key);
-	enqueue_set_arg(values, nulls, 15, args->depends_on);
-	enqueue_set_arg(values, nulls, 16, args->on_dependency_failure);
-	values[17] = Int64GetDatum(args->group_id);
-	nulls[17] = args->group_id ? ' ' : 'n';
-	values[18] = BoolGetDatum(!plain && api_is_admin(args->owner));
 
 	jq_as_owner(&ctx);
-	ret = api_execute(plain ? enqueue_plan(bulk) : enqueue_job_plan(), values, nulls);
+	if (plain)
+	{
+		char	   *queue = text_to_cstring(args->queue);
+		const JqQueueSettings *qs = jq_queue_settings(queue);
+
+		/* what was not given: the queue's default, else the setting's */
+		if (!args->has_priority)
+		{
+			values[3] = Int32GetDatum(qs->has_priority ? qs->default_priority : 0);
+			nulls[3] = ' ';
+		}
+		if (!args->has_max_attempts)
+		{
+			values[5] = Int32GetDatum(qs->has_max_attempts ? qs->default_max_attempts
+									  : jq_default_max_attempts);
+			nulls[5] = ' ';
+		}
+		if (!args->has_timeout)
+		{
+			values[6] = qs->has_timeout ? IntervalPGetDatum(&qs->default_timeout)
+				: values[13];
+			nulls[6] = qs->has_timeout ? ' ' : nulls[13];
+		}
+		values[12] = BoolGetDatum(qs->limited);
+		if (qs->max_ready > 0)
+			enqueue_check_max_ready(args->queue, qs->max_ready, n);
+		pfree(queue);
+		ret = api_execute(enqueue_plain_plan(bulk), values, nulls);
+	}
+	else
+	{
+		enqueue_set_arg(values, nulls, 14, args->unique_key);
+		enqueue_set_arg(values, nulls, 15, args->depends_on);
+		enqueue_set_arg(values, nulls, 16, args->on_dependency_failure);
+		values[17] = Int64GetDatum(args->group_id);
+		nulls[17] = args->group_id ? ' ' : 'n';
+		values[18] = BoolGetDatum(api_is_admin(args->owner));
+		ret = api_execute(enqueue_job_plan(), values, nulls);
+	}
 	jq_as_caller(&ctx);
 	if (ret != (plain ? SPI_OK_INSERT_RETURNING : SPI_OK_SELECT))
 		elog(ERROR, "could not insert job: %s", SPI_result_code_string(ret));
@@ -509,7 +562,7 @@ enqueue_one(Datum command, bool command_null, Datum payload, bool payload_null,
 	int64		id;
 
 	SPI_connect();
-	enqueue_insert(false, command, command_null, payload, payload_null, args);
+	enqueue_insert(false, 1, command, command_null, payload, payload_null, args);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 									 &isnull));
 	if (!enqueue_is_plain(args) &&
@@ -765,7 +818,7 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
 
 	SPI_connect();
-	enqueue_insert(true, PG_GETARG_DATUM(0), false, PG_GETARG_DATUM(6), PG_ARGISNULL(6),
+	enqueue_insert(true, n, PG_GETARG_DATUM(0), false, PG_GETARG_DATUM(6), PG_ARGISNULL(6),
 				   &args);
 	/* the result outlives SPI_finish */
 	ids = MemoryContextAlloc(callercxt, sizeof(Datum) * SPI_processed);

@@ -9,7 +9,9 @@
  *
  *	 1. mark itself idle, then claim ready jobs of its kind in a transaction
  *		of their own: the claim, and the attempt it counts, are committed
- *		before any job runs;
+ *		before any job runs.  The commit does not wait for the WAL flush;
+ *		the claim is written to a file instead (claim_trace.c), which a
+ *		crash of the server does not lose;
  *	 2. with nothing to claim, sleep on its latch until a commit that made
  *		a job runnable, the scheduler, or a signal wakes it, or until the
  *		scheduler's timer fires (a delayed job or a retry may come due then:
@@ -147,8 +149,8 @@ exe_leave(void)
 /*
  * What the executor reads of the jobs it claimed (claimed): a shell job gets
  * its environment, its own variables and then those that tell it which job
- * it is; the last column says whether a job is on its second or later
- * attempt.
+ * it is; the last columns say whether a job is on its second or later
+ * attempt, and which.
  */
 #define EXE_CLAIMED_OUTPUT \
 "SELECT c.id, c.command, c.owner, c.timeout, c.argv, c.working_dir, " \
@@ -162,7 +164,7 @@ exe_leave(void)
 "		OPERATOR(pg_catalog.||) ARRAY(SELECT 'JQ_PAYLOAD=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text " \
 "									  WHERE c.payload IS NOT NULL) " \
 "	END, " \
-"	c.attempts > 1 " \
+"	c.attempts > 1, c.attempts " \
 "FROM claimed c " \
 "ORDER BY c.priority, c.run_at, c.id"
 
@@ -287,6 +289,7 @@ exe_claim_from(bool limited, JqJob *jobs, int n, int max, bool *alone)
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(d));
 		*alone = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+		job->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
 
 		old = MemoryContextSwitchTo(exe_batch_cxt);
 		job->command = SPI_getvalue(tup, desc, 2);
@@ -331,7 +334,13 @@ exe_claim(JqJob **jobs)
 
 	SPI_finish();
 	PopActiveSnapshot();
+	/* the claim does not wait for its WAL: the claim's file keeps it (claim_trace.c) */
+	if (n > 0)
+		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	CommitTransactionCommand();
+	if (n > 0)
+		jq_claim_trace_write(exe_slotno, *jobs, n);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
 }
@@ -481,6 +490,7 @@ exe_run_batch(JqJob *jobs, int n)
 	}
 	exe_finish(jobs + first_open, n - first_open);
 	CommitTransactionCommand();
+	jq_claim_trace_write(exe_slotno, NULL, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -507,6 +517,7 @@ exe_run_shell(JqJob *job)
 	if (job->outcome == JQ_OUTCOME_RELEASED)
 		jq_wake_at_commit_for(GetCurrentTimestamp(), JQ_KIND_BIT(JQ_KIND_SHELL));
 	CommitTransactionCommand();
+	jq_claim_trace_write(exe_slotno, NULL, 0);
 	RESUME_INTERRUPTS();
 	exe_set_current(0);
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -174,6 +174,7 @@ typedef enum JqOutcome
 typedef struct JqJob
 {
 	int64		id;
+	int32		attempts;		/* its attempt number, this one counted */
 	char	   *command;		/* NULL for a shell job given as argv */
 	Oid			owner;
 	int64		timeout_ms;		/* 0: none */
@@ -199,6 +200,11 @@ extern void jq_shell_job_init(void);
 extern void jq_run_shell_job(JqJob *job, volatile JqExecutor *slot);
 extern void jq_kill_orphaned_shell_jobs(void);
 
+/* claim_trace.c: claims written where a crash of the server cannot lose them */
+extern void jq_claim_trace_write(int slotno, const JqJob *jobs, int n);
+extern void jq_claim_trace_clear(int slotno);
+extern void jq_claim_trace_restore(void);
+
 /* utility.c */
 extern void jq_utility_init(void);
 
@@ -215,5 +221,20 @@ typedef struct JqUserContext
 
 extern void jq_as_owner(JqUserContext *ctx);
 extern void jq_as_caller(JqUserContext *ctx);
+
+/* queue_settings.c: a queue's row in jq.queue, as enqueueing applies it */
+typedef struct JqQueueSettings
+{
+	bool		has_priority;
+	int32		default_priority;
+	bool		has_max_attempts;
+	int32		default_max_attempts;
+	bool		has_timeout;
+	Interval	default_timeout;
+	bool		limited;
+	int32		max_ready;		/* 0: no limit */
+} JqQueueSettings;
+
+extern const JqQueueSettings *jq_queue_settings(const char *name);
 
 #endif							/* JOB_QUEUE_H */

@@ -225,7 +225,10 @@ sched_release_slot(int slotno, const char *reason)
 	LWLockRelease(jq_shared->lock);
 
 	if (token != 0)
+	{
 		sched_reclaim(token, current_job, reason);
+		jq_claim_trace_clear(slotno);
+	}
 }
 
 /*
@@ -242,6 +245,7 @@ sched_adopt_leftovers(void)
 	}
 	/* whatever is still running in-server was cut off by a restart */
 	jq_kill_orphaned_shell_jobs();
+	jq_claim_trace_restore();
 	sched_reclaim(0, 0, "server restarted while the job was running");
 }
 
