@@ -46,7 +46,6 @@
 #define JQ_MAX_ATTEMPTS_MAX 1000
 
 static bool api_is_admin(Oid role);
-static int	api_execute(SPIPlanPtr plan, Datum *values, const char *nulls);
 
 /* The owner of schema jq, who owns every internal object. */
 static Oid
@@ -104,18 +103,105 @@ jq_as_caller(JqUserContext *ctx)
 }
 
 /*
- * Execute an internal statement.  Its errors reach the caller without the
- * context lines of the internal functions, which say nothing to users.
+ * The ids of the jobs a bulk insert returns: the first column of its rows,
+ * gathered as they come, rather than copied into SPI's tuple table first
+ * (PostgreSQL 14 and later).
+ */
+typedef struct IdReceiver
+{
+	DestReceiver pub;
+	int64	   *ids;
+	uint64		n;
+	uint64		max;
+} IdReceiver;
+
+static void
+id_receiver_add(IdReceiver *r, Datum id)
+{
+	if (r->n >= r->max)
+		elog(ERROR, "more jobs were inserted than enqueued");
+	r->ids[r->n++] = DatumGetInt64(id);
+}
+
+#if PG_VERSION_NUM >= 140000
+static bool
+id_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	bool		isnull;
+
+	id_receiver_add((IdReceiver *) self, slot_getattr(slot, 1, &isnull));
+	return true;
+}
+
+static void
+id_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+id_done(DestReceiver *self)
+{
+}
+#endif
+
+/* Run a plan, sending the rows it returns to ids. */
+static int
+api_execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, IdReceiver *ids)
+{
+#if PG_VERSION_NUM >= 140000
+	if (ids)
+	{
+		SPIExecuteOptions options = {0};
+		int			nargs = SPI_getargcount(plan);
+		ParamListInfo params = makeParamList(nargs);
+
+		for (int i = 0; i < nargs; i++)
+		{
+			ParamExternData *p = &params->params[i];
+
+			p->value = values[i];
+			p->isnull = nulls && nulls[i] == 'n';
+			p->pflags = PARAM_FLAG_CONST;
+			p->ptype = SPI_getargtypeid(plan, i);
+		}
+		ids->pub.receiveSlot = id_receive;
+		ids->pub.rStartup = id_startup;
+		ids->pub.rShutdown = id_done;
+		ids->pub.rDestroy = id_done;
+		ids->pub.mydest = DestNone;
+		options.params = params;
+		options.dest = &ids->pub;
+		return SPI_execute_plan_extended(plan, &options);
+	}
+#endif
+	{
+		int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
+
+		for (uint64 i = 0; ids && i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			id_receiver_add(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											   1, &isnull));
+		}
+		return ret;
+	}
+}
+
+/*
+ * Execute an internal statement; with ids, gather the ids it returns there.
+ * Its errors reach the caller without the context lines of the internal
+ * functions, which say nothing to users.
  */
 static int
-api_execute(SPIPlanPtr plan, Datum *values, const char *nulls)
+api_execute(SPIPlanPtr plan, Datum *values, const char *nulls, IdReceiver *ids)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	int			ret = 0;
 
 	PG_TRY();
 	{
-		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+		ret = api_execute_plan(plan, values, nulls, ids);
 	}
 	PG_CATCH();
 	{
@@ -382,42 +468,50 @@ TEXTOID, INT8ARRAYOID, TEXTOID, INT8OID, BOOLOID};
 
 /*
  * Insert plain jobs: $2 and $3 are a command and a payload, or arrays of
- * them for the bulk form; the other arguments are the jobs' columns, the
- * queue's defaults already applied.
+ * them for the bulk form (with payloads NULL, $3 is left out); the other
+ * arguments are the jobs' columns, the queue's defaults already applied.
  */
 #define PLAIN_NARGS 13
 
-static SPIPlanPtr
-enqueue_plain_plan(bool bulk)
+typedef enum PlainInsert
 {
-	static SPIPlanPtr plans[2];
+	PLAIN_ONE,
+	PLAIN_BULK,
+	PLAIN_BULK_NO_PAYLOADS
+} PlainInsert;
+
+static SPIPlanPtr
+enqueue_plain_plan(PlainInsert form)
+{
+	static SPIPlanPtr plans[3];
+	static const char *const rows[3] = {
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+		"SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
+		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+		"  WITH ORDINALITY AS c(command, payload, n)"
+		" ORDER BY c.n",
+		"SELECT $1, c.command, NULL, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
+		" FROM pg_catalog.unnest($2) WITH ORDINALITY AS c(command, n)"
+		" ORDER BY c.n"
+	};
 	Oid			types[PLAIN_NARGS];
 
-	if (plans[bulk])
-		return plans[bulk];
+	if (plans[form])
+		return plans[form];
 
 	memcpy(types, enqueue_types, sizeof(types));
-	if (bulk)
+	if (form != PLAIN_ONE)
 	{
 		types[1] = TEXTARRAYOID;
 		types[2] = get_array_type(JSONBOID);
 	}
 	types[12] = BOOLOID;
-	plans[bulk] = jq_prepare(bulk ?
-							 "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
-							 " max_attempts, timeout, owner, kind, argv, env, working_dir, limited)"
-							 " SELECT $1, c.command, c.payload, $4, $5, $6, $7, $8, $9, $10, $11,"
-							 "  $12, $13"
-							 " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-							 "  WITH ORDINALITY AS c(command, payload, n)"
-							 " ORDER BY c.n"
-							 " RETURNING id" :
-							 "INSERT INTO jq.job (queue, command, payload, priority, run_at,"
-							 " max_attempts, timeout, owner, kind, argv, env, working_dir, limited)"
-							 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-							 " RETURNING id",
+	plans[form] = jq_prepare(psprintf("INSERT INTO jq.job (queue, command, payload, priority,"
+									  " run_at, max_attempts, timeout, owner, kind, argv, env,"
+									  " working_dir, limited) %s RETURNING id",
+									  rows[form]),
 							 PLAIN_NARGS, types);
-	return plans[bulk];
+	return plans[form];
 }
 
 /*
@@ -439,7 +533,7 @@ enqueue_check_max_ready(text *queue, int32 max_ready, int32 n)
 	values[0] = PointerGetDatum(queue);
 	values[1] = Int32GetDatum(max_ready);
 	values[2] = Int32GetDatum(n);
-	if (api_execute(plan, values, NULL) != SPI_OK_SELECT)
+	if (api_execute(plan, values, NULL, NULL) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the jobs waiting in a queue");
 }
 
@@ -465,12 +559,12 @@ enqueue_set_arg(Datum *values, char *nulls, int i, void *value)
 }
 
 /*
- * Run the insert as the extension owner, for the owner in args: n jobs,
- * whose commands and payloads are single values or arrays (n > 1 or bulk).
- * A NULL command is an argv job's.
+ * Run the insert as the extension owner, for the owner in args: one job, or
+ * with ids (bulk), n jobs whose commands and payloads are arrays, their ids
+ * gathered in ids.  A NULL command is an argv job's.
  */
 static void
-enqueue_insert(bool bulk, int32 n, Datum commands, bool commands_null, Datum payloads,
+enqueue_insert(IdReceiver *ids, int32 n, Datum commands, bool commands_null, Datum payloads,
 			   bool payloads_null, EnqueueArgs *args)
 {
 	Datum		values[INSERT_JOB_NARGS];
@@ -530,7 +624,10 @@ enqueue_insert(bool bulk, int32 n, Datum commands, bool commands_null, Datum pay
 		if (qs->max_ready > 0)
 			enqueue_check_max_ready(args->queue, qs->max_ready, n);
 		pfree(queue);
-		ret = api_execute(enqueue_plain_plan(bulk), values, nulls);
+		ret = api_execute(enqueue_plain_plan(ids == NULL ? PLAIN_ONE :
+											 payloads_null ? PLAIN_BULK_NO_PAYLOADS :
+											 PLAIN_BULK),
+						  values, nulls, ids);
 	}
 	else
 	{
@@ -540,7 +637,7 @@ enqueue_insert(bool bulk, int32 n, Datum commands, bool commands_null, Datum pay
 		values[17] = Int64GetDatum(args->group_id);
 		nulls[17] = args->group_id ? ' ' : 'n';
 		values[18] = BoolGetDatum(api_is_admin(args->owner));
-		ret = api_execute(enqueue_job_plan(), values, nulls);
+		ret = api_execute(enqueue_job_plan(), values, nulls, NULL);
 	}
 	jq_as_caller(&ctx);
 	if (ret != (plain ? SPI_OK_INSERT_RETURNING : SPI_OK_SELECT))
@@ -562,7 +659,7 @@ enqueue_one(Datum command, bool command_null, Datum payload, bool payload_null,
 	int64		id;
 
 	SPI_connect();
-	enqueue_insert(false, 1, command, command_null, payload, payload_null, args);
+	enqueue_insert(NULL, 1, command, command_null, payload, payload_null, args);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 									 &isnull));
 	if (!enqueue_is_plain(args) &&
@@ -779,9 +876,7 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	bool	   *elem_nulls;
 	int			n;
-	Datum	   *ids;
-	ArrayType  *result;
-	MemoryContext callercxt = CurrentMemoryContext;
+	IdReceiver	ids = {0};
 
 	enqueue_check_not_null(fcinfo, 0, "commands");
 	commands = PG_GETARG_ARRAYTYPE_P(0);
@@ -817,23 +912,19 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 	if (n == 0)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
 
+	/* the ids outlive SPI_finish */
+	ids.ids = palloc(sizeof(int64) * n);
+	ids.max = n;
 	SPI_connect();
-	enqueue_insert(true, n, PG_GETARG_DATUM(0), false, PG_GETARG_DATUM(6), PG_ARGISNULL(6),
+	enqueue_insert(&ids, n, PG_GETARG_DATUM(0), false, PG_GETARG_DATUM(6), PG_ARGISNULL(6),
 				   &args);
-	/* the result outlives SPI_finish */
-	ids = MemoryContextAlloc(callercxt, sizeof(Datum) * SPI_processed);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-	}
-	MemoryContextSwitchTo(callercxt);
-	result = construct_array(ids, (int) SPI_processed, INT8OID, sizeof(int64),
-							 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	SPI_finish();
 
-	PG_RETURN_ARRAYTYPE_P(result);
+	elems = palloc(sizeof(Datum) * ids.n);
+	for (uint64 i = 0; i < ids.n; i++)
+		elems[i] = Int64GetDatum(ids.ids[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, (int) ids.n, INT8OID, sizeof(int64),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 #if PG_VERSION_NUM < 150001
@@ -970,7 +1061,7 @@ jq_api_call(PG_FUNCTION_ARGS)
 		nulls[i + 2] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
 
-	ret = api_execute(call->plan, values, nulls);
+	ret = api_execute(call->plan, values, nulls, NULL);
 	jq_as_caller(&ctx);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
