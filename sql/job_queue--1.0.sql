@@ -521,6 +521,8 @@ AFTER INSERT OR DELETE OR TRUNCATE
 	OR UPDATE OF external_only, paused, concurrency, max_ready, rate_limit, rate_period,
 				 default_priority, default_max_attempts, default_timeout
 ON jq.queue FOR EACH STATEMENT EXECUTE FUNCTION jq._queue_changed();
+-- in logical replication's apply too
+ALTER TABLE jq.queue ENABLE ALWAYS TRIGGER queue_settings_changed;
 
 -- raise an error; an empty detail or hint is left out
 CREATE FUNCTION jq._raise(message text, sqlstate text, detail text, hint text)
@@ -545,6 +547,12 @@ CREATE FUNCTION jq._wake_scheduler_at_commit(at timestamptz)
 RETURNS void
 LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_wake_scheduler_at_commit';
+
+-- whether this server runs job_queue's workers (shared_preload_libraries)
+CREATE FUNCTION jq._preloaded()
+RETURNS boolean
+LANGUAGE c STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'jq_preloaded_now';
 
 -- ask the in-server executor holding a job to stop it
 CREATE FUNCTION jq._request_cancel(token bigint, job_id bigint)
@@ -757,6 +765,10 @@ BEGIN
 			lease_owner = NULL
 		WHERE j.state = 'running' AND j.executor_token = p_token
 		  AND j.id IS DISTINCT FROM p_current;
+		-- due again, and not delayed jobs the scheduler's timer would find
+		IF FOUND THEN
+			PERFORM jq._wake_at_commit(clock_timestamp());
+		END IF;
 		SELECT array_agg(j.id) INTO charged
 		FROM jq.job j
 		WHERE j.state = 'running' AND j.executor_token = p_token;
@@ -1037,8 +1049,9 @@ $$;
 
 /*
  * The scheduler's work when it wakes: expire external leases, fire due
- * schedules and prune history.  Returns whether jobs are due now and when
- * the next thing is due.
+ * schedules and prune history.  Returns whether delayed jobs or retries are
+ * due now (jobs due when enqueued woke the executors then) and when the
+ * next thing is due.
  */
 CREATE FUNCTION jq._tick(OUT due_now boolean, OUT next_event timestamptz)
 LANGUAGE plpgsql
@@ -1574,6 +1587,12 @@ BEGIN
 		RAISE EXCEPTION 'unknown job kind in %', p_kinds
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'The kinds of jobs are sql and shell.';
+	END IF;
+
+	-- jobs an in-server executor held when the server stopped, if it came back
+	-- without job_queue preloaded: no scheduler is there to take them back
+	IF NOT jq._preloaded() THEN
+		PERFORM jq._reclaim(NULL, NULL, 'server restarted without job_queue in shared_preload_libraries');
 	END IF;
 
 	expires := clock_timestamp() + p_lease;

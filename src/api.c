@@ -570,6 +570,7 @@ enqueue_insert(IdReceiver *ids, int32 n, Datum commands, bool commands_null, Dat
 	Datum		values[INSERT_JOB_NARGS];
 	char		nulls[INSERT_JOB_NARGS];
 	Interval	default_timeout = {.time = (int64) jq_default_timeout_ms * 1000};
+	Interval	queue_timeout;	/* a copy: the settings may be dropped meanwhile */
 	bool		plain = enqueue_is_plain(args);
 	JqUserContext ctx;
 	int			ret;
@@ -616,8 +617,8 @@ enqueue_insert(IdReceiver *ids, int32 n, Datum commands, bool commands_null, Dat
 		}
 		if (!args->has_timeout)
 		{
-			values[6] = qs->has_timeout ? IntervalPGetDatum(&qs->default_timeout)
-				: values[13];
+			queue_timeout = qs->default_timeout;
+			values[6] = qs->has_timeout ? IntervalPGetDatum(&queue_timeout) : values[13];
 			nulls[6] = qs->has_timeout ? ' ' : nulls[13];
 		}
 		values[12] = BoolGetDatum(qs->limited);
@@ -1109,6 +1110,18 @@ jq_extension_created(PG_FUNCTION_ARGS)
 	else
 		jq_recheck_at_commit();
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(jq_preloaded_now);
+
+/*
+ * jq._preloaded(): whether this server runs job_queue's workers.  When it
+ * does not, no job is running in-server, whatever jq.job says.
+ */
+Datum
+jq_preloaded_now(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(jq_shared != NULL);
 }
 
 PG_FUNCTION_INFO_V1(jq_raise);

@@ -11,18 +11,22 @@
  * never using up its attempts.
  *
  * So once its claim has committed, and before running anything, an
- * executor writes the ids of the jobs and their attempt numbers to a file
- * of its own, job_queue/<database oid>.<slot>, and empties it once their
- * outcome has committed.  A write() survives a crash of the server, which
- * is what matters: only a job can crash the server again and again.  An
- * operating system crash may lose the file, as it loses the claims, and the
- * jobs run again with their attempts back.
+ * executor writes the ids of the jobs it has not finished and their attempt
+ * numbers to a file of its own, pg_stat_tmp/job_queue.<database>.<slot>;
+ * it writes the file again whenever it commits outcomes, with the jobs
+ * left.  A write() survives a crash of the server, which is what matters:
+ * only a job can crash the server again and again.  An operating system
+ * crash may lose the file, as it loses the claims, and the jobs run again
+ * with their attempts back.  Base backups leave pg_stat_tmp out, so a new
+ * standby starts without the files of its primary.
  *
  * When a database's scheduler starts, before any executor of the database
  * runs, it puts back the claims that the files hold and jq.job lacks: each
  * such job is running again with the attempt it used, and the scheduler's
  * reclaim of jobs cut off by a restart charges it, as if its claim had
- * survived.  Then it removes the files.
+ * survived.  Then it removes the files.  A file names the jq.job it is
+ * about, so that a file left from before the extension was dropped and
+ * created again is ignored.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,23 +36,27 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/fd.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
 #include "job_queue.h"
 
-#define CLAIM_TRACE_DIR "job_queue"
+#define CLAIM_TRACE_PREFIX "job_queue."
 
-/* a file: how many jobs, then each job */
+/* a file: whose jobs, how many, then each job */
 typedef struct ClaimTraceHeader
 {
+	Oid			job_relid;		/* jq.job */
 	int32		n;
-	int32		unused;
 } ClaimTraceHeader;
 
 typedef struct ClaimTraceEntry
@@ -58,45 +66,88 @@ typedef struct ClaimTraceEntry
 	int32		unused;
 } ClaimTraceEntry;
 
+/* the executor's file */
 static int	trace_fd = -1;
+static Oid	trace_job_relid = InvalidOid;
+static int	trace_slotno;
 
-static char *
-claim_trace_path(Oid dboid, int slotno)
+/* jq.job, in a transaction */
+static Oid
+claim_trace_job_relid(void)
 {
-	return psprintf(CLAIM_TRACE_DIR "/%u.%d", dboid, slotno);
+	return get_relname_relid("job", get_namespace_oid("jq", false));
+}
+
+/* The paths of the files of a database. */
+static List *
+claim_trace_files(Oid dboid)
+{
+	DIR		   *dir;
+	struct dirent *de;
+	char	   *prefix = psprintf(CLAIM_TRACE_PREFIX "%u.", dboid);
+	List	   *paths = NIL;
+
+	dir = AllocateDir(PG_STAT_TMP_DIR);
+	while ((de = ReadDir(dir, PG_STAT_TMP_DIR)) != NULL)
+	{
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			paths = lappend(paths, psprintf(PG_STAT_TMP_DIR "/%s", de->d_name));
+	}
+	FreeDir(dir);
+	pfree(prefix);
+	return paths;
+}
+
+/* Remove files; a file that cannot be removed is reported at elevel. */
+static void
+claim_trace_remove(List *paths, int elevel)
+{
+	ListCell   *lc;
+
+	foreach(lc, paths)
+	{
+		if (unlink(lfirst(lc)) != 0 && errno != ENOENT)
+			ereport(elevel,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", (char *) lfirst(lc))));
+	}
+}
+
+/* In a transaction: open the file of the executor of slot slotno, once. */
+void
+jq_claim_trace_open(int slotno)
+{
+	char	   *path;
+
+	if (trace_fd >= 0)
+		return;
+	path = psprintf(PG_STAT_TMP_DIR "/" CLAIM_TRACE_PREFIX "%u.%d", MyDatabaseId, slotno);
+	trace_fd = BasicOpenFile(path, O_RDWR | O_CREAT | PG_BINARY);
+	if (trace_fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", path)));
+	pfree(path);
+	trace_job_relid = claim_trace_job_relid();
+	trace_slotno = slotno;
 }
 
 /*
- * Write the jobs an executor of this database (slot slotno) has claimed;
- * n == 0 empties its file.  An error here stops the executor before it
- * runs the jobs, which the scheduler then takes back.
+ * Write the jobs the executor has claimed and not finished; n == 0 empties
+ * its file.  An error here stops the executor before it runs the jobs,
+ * which the scheduler then takes back.
  */
 void
-jq_claim_trace_write(int slotno, const JqJob *jobs, int n)
+jq_claim_trace_write(const JqJob *jobs, int n)
 {
 	size_t		size = sizeof(ClaimTraceHeader) + sizeof(ClaimTraceEntry) * n;
-	char	   *buf;
-	ClaimTraceEntry *entries;
+	char	   *buf = palloc0(size);
+	ClaimTraceHeader *header = (ClaimTraceHeader *) buf;
+	ClaimTraceEntry *entries = (ClaimTraceEntry *) (buf + sizeof(ClaimTraceHeader));
 
-	if (trace_fd < 0)
-	{
-		char	   *path = claim_trace_path(MyDatabaseId, slotno);
-
-		if (MakePGDirectory(CLAIM_TRACE_DIR) < 0 && errno != EEXIST)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create directory \"%s\": %m", CLAIM_TRACE_DIR)));
-		trace_fd = BasicOpenFile(path, O_RDWR | O_CREAT | PG_BINARY);
-		if (trace_fd < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not open file \"%s\": %m", path)));
-		pfree(path);
-	}
-
-	buf = palloc0(size);
-	((ClaimTraceHeader *) buf)->n = n;
-	entries = (ClaimTraceEntry *) (buf + sizeof(ClaimTraceHeader));
+	Assert(trace_fd >= 0);
+	header->job_relid = trace_job_relid;
+	header->n = n;
 	for (int i = 0; i < n; i++)
 	{
 		entries[i].id = jobs[i].id;
@@ -105,60 +156,63 @@ jq_claim_trace_write(int slotno, const JqJob *jobs, int n)
 	if (pg_pwrite(trace_fd, buf, size, 0) != (ssize_t) size)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not write the claims of job_queue executor %d: %m", slotno)));
+				 errmsg("could not write the claims of job_queue executor %d: %m",
+						trace_slotno)));
 	pfree(buf);
 }
 
-/* The scheduler took back the jobs of an executor slot: its claims are no more. */
+/*
+ * The scheduler took back the jobs of an executor slot of this database
+ * that exited while the server kept running: its claims committed, so its
+ * file has nothing more to say.
+ */
 void
 jq_claim_trace_clear(int slotno)
 {
-	char	   *path = claim_trace_path(MyDatabaseId, slotno);
+	List	   *paths = list_make1(psprintf(PG_STAT_TMP_DIR "/" CLAIM_TRACE_PREFIX "%u.%d",
+											 MyDatabaseId, slotno));
 
-	if (unlink(path) != 0 && errno != ENOENT)
-		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("could not remove file \"%s\": %m", path)));
-	pfree(path);
+	claim_trace_remove(paths, WARNING);
+	list_free_deep(paths);
+}
+
+/* The extension or the database is gone: so are the claims of its executors. */
+void
+jq_claim_trace_forget_database(Oid dboid)
+{
+	List	   *paths = claim_trace_files(dboid);
+
+	claim_trace_remove(paths, WARNING);
+	list_free_deep(paths);
 }
 
 /*
- * Read the claims in the files of this database into ids and attempts;
- * returns how many, and the files' names in *paths.
+ * Read the claims on jq.job (job_relid) in the files paths into ids and
+ * attempts; returns how many.
  */
 static int
-claim_trace_read(Datum **ids, Datum **attempts, List **paths)
+claim_trace_read(List *paths, Oid job_relid, Datum **ids, Datum **attempts)
 {
-	DIR		   *dir;
-	struct dirent *de;
-	char	   *prefix = psprintf("%u.", MyDatabaseId);
+	ListCell   *lc;
 	int			n = 0;
 	int			size = 64;
 
 	*ids = palloc(sizeof(Datum) * size);
 	*attempts = palloc(sizeof(Datum) * size);
-	*paths = NIL;
-
-	dir = AllocateDir(CLAIM_TRACE_DIR);
-	if (dir == NULL && errno == ENOENT)
-		return 0;				/* no executor ever claimed anything */
-	while ((de = ReadDir(dir, CLAIM_TRACE_DIR)) != NULL)
+	foreach(lc, paths)
 	{
-		char	   *path;
+		char	   *path = lfirst(lc);
 		int			fd;
 		ClaimTraceHeader header;
 		ClaimTraceEntry entry;
 
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		path = psprintf(CLAIM_TRACE_DIR "/%s", de->d_name);
-		*paths = lappend(*paths, path);
 		fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 		if (fd < 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not open file \"%s\": %m", path)));
-		if (read(fd, &header, sizeof(header)) != sizeof(header))
+		if (read(fd, &header, sizeof(header)) != sizeof(header) ||
+			header.job_relid != job_relid)
 			header.n = 0;
 		for (int i = 0; i < header.n && read(fd, &entry, sizeof(entry)) == sizeof(entry); i++)
 		{
@@ -174,8 +228,6 @@ claim_trace_read(Datum **ids, Datum **attempts, List **paths)
 		}
 		CloseTransientFile(fd);
 	}
-	FreeDir(dir);
-	pfree(prefix);
 	return n;
 }
 
@@ -190,22 +242,26 @@ jq_claim_trace_restore(void)
 		"UPDATE jq.job j"
 		" SET state = 'running', attempts = c.attempts, executor_token = 0,"
 		"  lease_owner = 'in-server executor'"
-		" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS c(id, attempts)"
+		" FROM (SELECT c.id, pg_catalog.max(c.attempts) AS attempts"
+		"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS c(id, attempts)"
+		"  GROUP BY c.id) c"
 		" WHERE j.id = c.id AND j.state = 'ready' AND j.attempts < c.attempts";
+	List	   *paths = claim_trace_files(MyDatabaseId);
 	Datum	   *ids;
 	Datum	   *attempts;
-	List	   *paths;
 	int			n;
-	ListCell   *lc;
 
-	n = claim_trace_read(&ids, &attempts, &paths);
+	if (paths == NIL)
+		return;
+
+	StartTransactionCommand();
+	n = claim_trace_read(paths, claim_trace_job_relid(), &ids, &attempts);
 	if (n > 0)
 	{
 		Oid			types[2] = {INT8ARRAYOID, INT4ARRAYOID};
 		Datum		values[2];
 		int			ret;
 
-		StartTransactionCommand();
 		values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
 													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		values[1] = PointerGetDatum(construct_array(attempts, n, INT4OID, sizeof(int32),
@@ -217,21 +273,16 @@ jq_claim_trace_restore(void)
 			elog(ERROR, "could not put back lost claims: %s", SPI_result_code_string(ret));
 		if (SPI_processed > 0)
 			ereport(LOG,
-					(errmsg("job_queue put back the claims of " UINT64_FORMAT " jobs that a crash lost",
-							SPI_processed)));
+					(errmsg("job_queue put back the claims of %llu jobs that a crash lost",
+							(unsigned long long) SPI_processed)));
 		SPI_finish();
 		PopActiveSnapshot();
-		CommitTransactionCommand();
+		/* the files go once this is on disk, whatever synchronous_commit says */
+		(void) set_config_option("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	}
+	CommitTransactionCommand();
 
-	foreach(lc, paths)
-	{
-		if (unlink(lfirst(lc)) != 0 && errno != ENOENT)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not remove file \"%s\": %m", (char *) lfirst(lc))));
-	}
+	claim_trace_remove(paths, ERROR);
 	list_free_deep(paths);
-	pfree(ids);
-	pfree(attempts);
 }

@@ -11,7 +11,8 @@
  *		of their own: the claim, and the attempt it counts, are committed
  *		before any job runs.  The commit does not wait for the WAL flush;
  *		the claim is written to a file instead (claim_trace.c), which a
- *		crash of the server does not lose;
+ *		crash of the server does not lose, and the file is written again
+ *		whenever outcomes commit;
  *	 2. with nothing to claim, sleep on its latch until a commit that made
  *		a job runnable, the scheduler, or a signal wakes it, or until the
  *		scheduler's timer fires (a delayed job or a retry may come due then:
@@ -336,11 +337,14 @@ exe_claim(JqJob **jobs)
 	PopActiveSnapshot();
 	/* the claim does not wait for its WAL: the claim's file keeps it (claim_trace.c) */
 	if (n > 0)
+	{
+		jq_claim_trace_open(exe_slotno);
 		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
+	}
 	CommitTransactionCommand();
 	if (n > 0)
-		jq_claim_trace_write(exe_slotno, *jobs, n);
+		jq_claim_trace_write(*jobs, n);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
 }
@@ -471,6 +475,7 @@ exe_run_batch(JqJob *jobs, int n)
 		{
 			exe_finish(jobs + first_open, i - first_open);
 			CommitTransactionCommand();
+			jq_claim_trace_write(jobs + i, n - i);
 			StartTransactionCommand();
 			xact_start = GetCurrentTimestamp();
 			first_open = i;
@@ -490,7 +495,7 @@ exe_run_batch(JqJob *jobs, int n)
 	}
 	exe_finish(jobs + first_open, n - first_open);
 	CommitTransactionCommand();
-	jq_claim_trace_write(exe_slotno, NULL, 0);
+	jq_claim_trace_write(NULL, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -511,13 +516,14 @@ exe_run_shell(JqJob *job)
 		MemoryContextSwitchTo(old);
 	}
 
+	/* the program has exited: a crash now is none of its doing */
 	HOLD_INTERRUPTS();
+	jq_claim_trace_write(NULL, 0);
 	StartTransactionCommand();
 	exe_finish(job, 1);
 	if (job->outcome == JQ_OUTCOME_RELEASED)
 		jq_wake_at_commit_for(GetCurrentTimestamp(), JQ_KIND_BIT(JQ_KIND_SHELL));
 	CommitTransactionCommand();
-	jq_claim_trace_write(exe_slotno, NULL, 0);
 	RESUME_INTERRUPTS();
 	exe_set_current(0);
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -201,8 +201,10 @@ extern void jq_run_shell_job(JqJob *job, volatile JqExecutor *slot);
 extern void jq_kill_orphaned_shell_jobs(void);
 
 /* claim_trace.c: claims written where a crash of the server cannot lose them */
-extern void jq_claim_trace_write(int slotno, const JqJob *jobs, int n);
+extern void jq_claim_trace_open(int slotno);
+extern void jq_claim_trace_write(const JqJob *jobs, int n);
 extern void jq_claim_trace_clear(int slotno);
+extern void jq_claim_trace_forget_database(Oid dboid);
 extern void jq_claim_trace_restore(void);
 
 /* utility.c */

@@ -6,7 +6,8 @@
  * jq_enqueue reads a job's queue's row in jq.queue (its defaults, whether
  * it is limited, its max_ready) from here rather than from the table, so
  * that enqueueing a job costs a one-row INSERT.  Queues without a row are
- * remembered too: most queues have none.
+ * remembered too: most queues have none.  Rows are read with the latest
+ * snapshot, whatever the transaction's isolation level.
  *
  * The copy is dropped whenever the settings change: a statement trigger on
  * jq.queue (jq._queue_changed) invalidates the table's relcache entry,
@@ -28,6 +29,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "job_queue.h"
 
@@ -72,6 +74,7 @@ qs_reset(void)
 	}
 	if (qs_hash)
 		hash_destroy(qs_hash);
+	qs_hash = NULL;
 	ctl.keysize = NAMEDATALEN;
 	ctl.entrysize = sizeof(QueueSettingsEntry);
 	ctl.hcxt = CacheMemoryContext;
@@ -100,7 +103,12 @@ qs_read(const char *name, JqQueueSettings *settings)
 						  " q.default_timeout, q.limited, q.max_ready"
 						  " FROM jq.queue q WHERE q.name = $1", 1, &type);
 	}
-	if (SPI_execute_plan(plan, &value, NULL, true, 1) != SPI_OK_SELECT)
+	/*
+	 * The latest snapshot, not the transaction's: the copy outlives the
+	 * transaction, and must hold what the last invalidation announced.
+	 */
+	if (SPI_execute_snapshot(plan, &value, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the settings of queue \"%s\"", name);
 
 	memset(settings, 0, sizeof(*settings));
@@ -162,7 +170,9 @@ jq_queue_changed(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "jq._queue_changed must be called as a trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("jq._queue_changed must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
 }

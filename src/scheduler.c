@@ -131,6 +131,7 @@ sched_release_all(void)
 			LWLockRelease(jq_shared->lock);
 		}
 	}
+	jq_claim_trace_forget_database(MyDatabaseId);
 }
 
 /* Tell the launcher whether the extension is here; leave if it is not. */
@@ -226,8 +227,9 @@ sched_release_slot(int slotno, const char *reason)
 
 	if (token != 0)
 	{
-		sched_reclaim(token, current_job, reason);
+		/* its claims committed, and the reclaim may give attempts back */
 		jq_claim_trace_clear(slotno);
+		sched_reclaim(token, current_job, reason);
 	}
 }
 

@@ -167,6 +167,8 @@ utility_hook(PlannedStmt *pstmt, const char *queryString,
 	/* a dropped database stays blocked until the launcher forgets it */
 	if (OidIsValid(dboid) && !dropping)
 		jq_unblock_database(dboid);
+	if (OidIsValid(dboid) && dropping)
+		jq_claim_trace_forget_database(dboid);
 	/* pg_database changes when this transaction commits */
 	if (IsA(parsetree, CreatedbStmt) || dropping)
 		jq_wake_launcher_at_commit();

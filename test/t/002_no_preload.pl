@@ -1,12 +1,15 @@
 # Without shared_preload_libraries the extension still installs, with a
 # WARNING saying so; jobs can be enqueued, nothing in the server runs them,
 # and an external worker can take them with jq_dequeue and finish them with
-# jq_complete or jq_fail.
+# jq_complete or jq_fail.  Jobs that in-server executors were running when
+# the server stopped, if it comes back without the library, are taken back
+# by the next jq_dequeue.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JobQueueTest;
 
 my $node = PostgreSQL::Test::Cluster->new('no_preload');
 $node->init;
@@ -103,4 +106,44 @@ is( $node->safe_psql(
 	'every job finished as the external worker said');
 
 $node->stop;
+
+# in-server executors run two jobs; the server stops and comes back without
+# the library
+my $was = job_queue_node('was_preloaded');
+$was->safe_psql('postgres', 'CREATE EXTENSION job_queue');
+my @running = split /\n/, $was->safe_psql(
+	'postgres', q{
+	SELECT jq_enqueue('SELECT pg_sleep(60)', max_attempts => 3) FROM generate_series(1, 2)});
+ok( $was->poll_query_until(
+		'postgres', "SELECT count(*) = 2 FROM jq_jobs WHERE state = 'running'"),
+	'in-server executors run two jobs');
+$was->safe_psql('postgres', 'CHECKPOINT');
+$was->stop('immediate');
+$was->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
+$was->start;
+is( $was->safe_psql(
+		'postgres', "SELECT string_agg(state::text, ',') FROM jq.job"),
+	'running,running',
+	'without the library, nothing takes the jobs back at startup');
+my @taken;
+ok( wait_until(
+		sub {
+			push @taken, split /\n/, $was->safe_psql(
+				'postgres', q{
+				SELECT id || ':' || attempt FROM jq_dequeue(NULL, 10, '1 minute')});
+			return @taken >= 2;
+		}),
+	'jq_dequeue takes them back and hands them out');
+is( join(' ', sort @taken),
+	join(' ', sort map { "$_:2" } @running),
+	'each on its second attempt');
+is( $was->safe_psql(
+		'postgres',
+		"SELECT string_agg(errors -> 0 ->> 'message', ',') FROM jq_jobs WHERE id IN ("
+		  . join(',', @running) . ')'),
+	'server restarted without job_queue in shared_preload_libraries,'
+	  . 'server restarted without job_queue in shared_preload_libraries',
+	'the lost attempt is recorded');
+
+$was->stop;
 done_testing();

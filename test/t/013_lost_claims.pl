@@ -1,12 +1,13 @@
 # Executors commit their claims without waiting for the WAL flush, and write
-# them to job_queue/<database oid>.<slot> instead.  A claim that a crash of
-# the server lost is put back when the scheduler starts, and charged like a
-# job cut off by the restart:
+# them to pg_stat_tmp/job_queue.<database oid>.<slot> instead.  A claim that
+# a crash of the server lost is put back when the scheduler starts, and
+# charged like a job cut off by the restart:
 #
 #  1. claim files written by hand while the server is down: the jobs they
 #     name that are still ready get their attempt back and are charged;
-#     claims that jq.job already reflects and other databases' files are
-#     left alone;
+#     claims that jq.job already reflects, files about an earlier jq.job
+#     (the extension dropped and created again) and other databases' files
+#     are left alone;
 #  2. a job that crashes the server every time (kill -9 of its own backend)
 #     ends failed after max_attempts, even though its claims are not
 #     flushed before it crashes the server.
@@ -42,23 +43,25 @@ $node->safe_psql('postgres',
 	"UPDATE jq.job SET attempts = 1 WHERE id = $retried");
 my $dboid = $node->safe_psql('postgres',
 	"SELECT oid FROM pg_database WHERE datname = 'postgres'");
+my $job_relid = $node->safe_psql('postgres', "SELECT 'jq.job'::regclass::oid");
 $node->safe_psql('postgres', 'ALTER SYSTEM SET jq.execute_in_server = on');
 $node->stop('fast');
 
-# the files an executor writes: a count, then (id, attempt) pairs
+# the files an executor writes: jq.job's oid and a count, then (id, attempt)
+# pairs
 sub write_claims
 {
-	my ($name, @claims) = @_;
-	my $dir = $node->data_dir . '/job_queue';
-	mkdir $dir unless -d $dir;
-	open(my $fh, '>:raw', "$dir/$name") or die "could not write $name: $!";
-	print $fh pack('l l', scalar(@claims), 0);
+	my ($name, $relid, @claims) = @_;
+	my $path = $node->data_dir . "/pg_stat_tmp/job_queue.$name";
+	open(my $fh, '>:raw', $path) or die "could not write $path: $!";
+	print $fh pack('L l', $relid, scalar(@claims));
 	print $fh pack('q l l', $_->[0], $_->[1], 0) for @claims;
 	close($fh);
 }
-write_claims("$dboid.14", [ $once, 1 ], [ $twice, 1 ]);
-write_claims("$dboid.15", [ $retried, 1 ]);
-write_claims('4294967290.0', [ $once, 1 ]);
+write_claims("$dboid.14", $job_relid, [ $once, 1 ], [ $twice, 1 ]);
+write_claims("$dboid.15", $job_relid, [ $retried, 1 ]);
+write_claims("$dboid.13", $job_relid + 1, [ $retried, 2 ]);
+write_claims('4294967290.0', $job_relid, [ $retried, 2 ]);
 
 my $log_offset = -s $node->logfile;
 $node->start;
@@ -83,14 +86,14 @@ is( $node->safe_psql(
 		"SELECT state || ':' || attempts || ':' || coalesce(jsonb_array_length(errors), 0) FROM jq_jobs WHERE id = $retried"
 	),
 	'succeeded:2:0',
-	'a claim jq.job already shows is not charged again');
+	'a claim jq.job already shows, or a file about another jq.job, is not charged');
 like(
 	slurp_file($node->logfile, $log_offset),
 	qr/put back the claims of 2 jobs that a crash lost/,
 	'the scheduler says what it put back');
-ok(!-e $node->data_dir . "/job_queue/$dboid.14" && !-e $node->data_dir . "/job_queue/$dboid.15",
+ok( !grep({ -e $node->data_dir . "/pg_stat_tmp/job_queue.$dboid.$_" } 13 .. 15),
 	'the files of the database are removed');
-ok(-e $node->data_dir . '/job_queue/4294967290.0',
+ok(-e $node->data_dir . "/pg_stat_tmp/job_queue.4294967290.0",
 	"another database's file is left alone");
 
 # A job that kills its own backend: the postmaster restarts the cluster
