@@ -10,7 +10,7 @@
 #
 #   BENCH_CLIENTS          pgbench clients for the enqueue phases   (8)
 #   BENCH_SECONDS          duration of each enqueue phase           (10)
-#   BENCH_ROUNDS           rounds of the enqueue phases             (2)
+#   BENCH_ROUNDS           rounds of the enqueue phases             (3)
 #   BENCH_BULK_JOBS        jobs in the bulk enqueue                 (100000)
 #   BENCH_E2E_JOBS         no-op jobs of the end-to-end phase       (20000)
 #   BENCH_LIMITED_QUEUES   queues of concurrency 2 in the next one  (10)
@@ -32,7 +32,7 @@ fi
 
 CLIENTS=${BENCH_CLIENTS:-8}
 SECONDS_PER_PHASE=${BENCH_SECONDS:-10}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 BULK_JOBS=${BENCH_BULK_JOBS:-100000}
 E2E_JOBS=${BENCH_E2E_JOBS:-20000}
 LIMITED_QUEUES=${BENCH_LIMITED_QUEUES:-10}

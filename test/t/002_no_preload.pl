@@ -1,9 +1,10 @@
 # Without shared_preload_libraries the extension still installs, with a
 # WARNING saying so; jobs can be enqueued, nothing in the server runs them,
 # and an external worker can take them with jq_dequeue and finish them with
-# jq_complete or jq_fail.  Jobs that in-server executors were running when
-# the server stopped, if it comes back without the library, are taken back
-# by the next jq_dequeue.
+# jq_complete or jq_fail.  With no scheduler, jq_dequeue itself gives jobs
+# whose lease expired another attempt, and takes back jobs that in-server
+# executors were running when the server stopped, if it comes back without
+# the library.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -104,6 +105,28 @@ is( $node->safe_psql(
 		"SELECT string_agg(state, ',' ORDER BY id) FROM jq_jobs"),
 	'succeeded,succeeded,failed',
 	'every job finished as the external worker said');
+
+# no scheduler expires leases: jq_dequeue does
+my $leased = $node->safe_psql('postgres',
+	"SELECT jq_enqueue('SELECT 4', queue => 'lease', max_attempts => 3)");
+is( $node->safe_psql(
+		'postgres',
+		"SELECT id || ':' || attempt FROM jq_dequeue('lease', 1, '1 second')"),
+	"$leased:1",
+	'a job handed out with a one-second lease');
+my $again;
+ok( wait_until(
+		sub {
+			$again = $node->safe_psql('postgres',
+				"SELECT id || ':' || attempt FROM jq_dequeue('lease', 1, '1 minute')");
+			return $again ne '';
+		}),
+	'once its lease expired, jq_dequeue hands it out again');
+is($again, "$leased:2", 'on its second attempt');
+is( $node->safe_psql(
+		'postgres', "SELECT last_error FROM jq_jobs WHERE id = $leased"),
+	'lease expired',
+	'the expired lease is recorded');
 
 $node->stop;
 
