@@ -775,9 +775,12 @@ BEGIN
 		FROM jq.job j
 		WHERE j.state = 'running' AND j.executor_token = p_token;
 	ELSE
-		SELECT array_agg(j.id) INTO charged
-		FROM jq.job j
-		WHERE j.state = 'running' AND j.executor_token IS NOT NULL;
+		-- locked, so that concurrent callers (jq_dequeue) charge each job once
+		SELECT array_agg(r.id) INTO charged
+		FROM (SELECT j.id FROM jq.job j
+			  WHERE j.state = 'running' AND j.executor_token IS NOT NULL
+			  ORDER BY j.id
+			  FOR UPDATE SKIP LOCKED) r;
 	END IF;
 
 	IF charged IS NULL THEN

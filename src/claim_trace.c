@@ -21,7 +21,8 @@
  * standby starts without the files of its primary.
  *
  * When a database's scheduler starts, before any executor of the database
- * runs, it puts back the claims that the files hold and jq.job lacks: each
+ * runs, it puts back the claims that the files hold and jq.job lacks (a
+ * job ready again, or still held by an executor, with fewer attempts): each
  * such job is running again with the attempt it used, and the scheduler's
  * reclaim of jobs cut off by a restart charges it, as if its claim had
  * survived.  Then it removes the files.  A file names the jq.job it is
@@ -113,23 +114,28 @@ claim_trace_remove(List *paths, int elevel)
 	}
 }
 
-/* In a transaction: open the file of the executor of slot slotno, once. */
+/*
+ * In the claim's transaction: open the file of the executor of slot slotno,
+ * once, and note which jq.job the claim is about (the extension may have
+ * been created again since the last claim).
+ */
 void
 jq_claim_trace_open(int slotno)
 {
-	char	   *path;
-
-	if (trace_fd >= 0)
-		return;
-	path = psprintf(PG_STAT_TMP_DIR "/" CLAIM_TRACE_PREFIX "%u.%d", MyDatabaseId, slotno);
-	trace_fd = BasicOpenFile(path, O_RDWR | O_CREAT | PG_BINARY);
-	if (trace_fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open file \"%s\": %m", path)));
-	pfree(path);
 	trace_job_relid = claim_trace_job_relid();
-	trace_slotno = slotno;
+	if (trace_fd < 0)
+	{
+		char	   *path = psprintf(PG_STAT_TMP_DIR "/" CLAIM_TRACE_PREFIX "%u.%d",
+									MyDatabaseId, slotno);
+
+		trace_fd = BasicOpenFile(path, O_RDWR | O_CREAT | PG_BINARY);
+		if (trace_fd < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not open file \"%s\": %m", path)));
+		pfree(path);
+		trace_slotno = slotno;
+	}
 }
 
 /*
@@ -245,7 +251,8 @@ jq_claim_trace_restore(void)
 		" FROM (SELECT c.id, pg_catalog.max(c.attempts) AS attempts"
 		"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS c(id, attempts)"
 		"  GROUP BY c.id) c"
-		" WHERE j.id = c.id AND j.state = 'ready' AND j.attempts < c.attempts";
+		" WHERE j.id = c.id AND j.attempts < c.attempts"
+		"  AND (j.state = 'ready' OR (j.state = 'running' AND j.executor_token IS NOT NULL))";
 	List	   *paths = claim_trace_files(MyDatabaseId);
 	Datum	   *ids;
 	Datum	   *attempts;

@@ -403,6 +403,12 @@ jq_scheduler_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("job_queue scheduler");
 	jq_worker_settings();
+	/*
+	 * What it charges and takes back is on disk when it commits, whatever
+	 * the database's synchronous_commit: a charge a crash lost would let a
+	 * job that crashes the server run again with the same attempt.
+	 */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
 	sched_handles = MemoryContextAllocZero(TopMemoryContext,
 										   sizeof(BackgroundWorkerHandle *) * jq_max_executors);

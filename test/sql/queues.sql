@@ -87,14 +87,18 @@ SELECT queue, paused, ready, running FROM jq_queues WHERE queue = 'held';
 
 -- claim order: lower priority first, then run_at, then id (one at a time here)
 SELECT jq_configure_queue('order', concurrency => 1, paused => true);
-SELECT ARRAY[jq_enqueue($$INSERT INTO queue_ran VALUES ('order p2')$$, queue => 'order', priority => 2),
+-- (every job already due: a claim in a transaction that began before the
+-- enqueue would see a job due at its now() as not due yet)
+SELECT ARRAY[jq_enqueue($$INSERT INTO queue_ran VALUES ('order p2')$$, queue => 'order', priority => 2,
+						run_at => now() - interval '1 second'),
 			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p1 later')$$, queue => 'order', priority => 1,
 						run_at => now() - interval '1 second'),
 			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p1 earlier')$$, queue => 'order',
 						priority => 1, run_at => now() - interval '2 seconds'),
 			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p1 earlier, next id')$$, queue => 'order',
 						priority => 1, run_at => now() - interval '2 seconds'),
-			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p0')$$, queue => 'order', priority => 0)]
+			 jq_enqueue($$INSERT INTO queue_ran VALUES ('order p0')$$, queue => 'order', priority => 0,
+						run_at => now() - interval '1 second')]
 	AS ordered \gset
 SELECT jq_resume('order');
 SELECT wait_for_jobs(:'ordered'::bigint[]);
