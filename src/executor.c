@@ -9,10 +9,11 @@
  *
  *	 1. mark itself idle, then claim ready jobs of its kind in a transaction
  *		of their own: the claim, and the attempt it counts, are committed
- *		before any job runs.  The commit does not wait for the WAL flush;
- *		the claim is written to a file instead (claim_trace.c), which a
- *		crash of the server does not lose, and the file is written again
- *		whenever outcomes commit;
+ *		before any job runs.  When the executor was idle, the commit does
+ *		not wait for the WAL flush: the claim is written to a file instead
+ *		(claim_trace.c), which a crash of the server does not lose; the
+ *		file is written after every claim, and again whenever outcomes
+ *		commit;
  *	 2. with nothing to claim, sleep on its latch until a commit that made
  *		a job runnable, the scheduler, or a signal wakes it, or until the
  *		scheduler's timer fires (a delayed job or a retry may come due then:
@@ -306,10 +307,10 @@ exe_claim_from(bool limited, JqJob *jobs, int n, int max, bool *alone)
 
 /*
  * Claim jobs into exe_batch_cxt, from limited queues and from the others,
- * each first in turn; returns how many.
+ * each first in turn; returns how many.  woken: the executor was idle.
  */
 static int
-exe_claim(JqJob **jobs)
+exe_claim(JqJob **jobs, bool woken)
 {
 	static bool limited_first = false;
 	int			max = exe_slot->kind == JQ_KIND_SHELL ? 1 : jq_batch_size;
@@ -335,12 +336,19 @@ exe_claim(JqJob **jobs)
 
 	SPI_finish();
 	PopActiveSnapshot();
-	/* the claim does not wait for its WAL: the claim's file keeps it (claim_trace.c) */
+	/*
+	 * Woken from idle, the claim does not wait for its WAL, so that the jobs
+	 * start at once: the claim's file keeps it (claim_trace.c).  Right after
+	 * a batch it does: while the WAL is flushed, the next jobs gather into
+	 * one claim, which under load costs less than claiming them in small
+	 * batches.
+	 */
 	if (n > 0)
 	{
 		jq_claim_trace_open(exe_slotno);
-		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, 0, false);
+		if (woken)
+			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, 0, false);
 	}
 	CommitTransactionCommand();
 	if (n > 0)
@@ -555,7 +563,7 @@ jq_executor_main(Datum main_arg)
 	/* only a job's own SQL may be cancelled (job_run.c) */
 	HOLD_CANCEL_INTERRUPTS();
 
-	for (;;)
+	for (bool woken = true;;)
 	{
 		JqJob	   *jobs;
 		int			n;
@@ -570,7 +578,8 @@ jq_executor_main(Datum main_arg)
 
 		MemoryContextReset(exe_batch_cxt);
 		exe_before_claim();
-		n = exe_claim(&jobs);
+		n = exe_claim(&jobs, woken);
+		woken = n == 0;
 		if (n == 0)
 		{
 			long		timeout_ms = jq_ms_until(jq_next_wakeup(MyDatabaseId));
