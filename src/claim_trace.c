@@ -10,11 +10,11 @@
  * used; a job that crashes the server would then run again and again,
  * never using up its attempts.
  *
- * So once its claim has committed, and before running anything, an
+ * So once such a claim has committed, and before running anything, an
  * executor writes the ids of the jobs it has not finished and their attempt
  * numbers to a file of its own, pg_stat_tmp/job_queue.<database>.<slot>;
  * it writes the file again whenever it commits outcomes, with the jobs
- * left.  A write() survives a crash of the server, which is what matters:
+ * left.  A claim that waited for its WAL needs no file.  A write() survives a crash of the server, which is what matters:
  * only a job can crash the server again and again.  An operating system
  * crash may lose the file, as it loses the claims, and the jobs run again
  * with their attempts back.  Base backups leave pg_stat_tmp out, so a new
@@ -71,6 +71,7 @@ typedef struct ClaimTraceEntry
 static int	trace_fd = -1;
 static Oid	trace_job_relid = InvalidOid;
 static int	trace_slotno;
+static bool trace_empty = true;	/* as far as this executor wrote it */
 
 /* jq.job, in a transaction */
 static Oid
@@ -99,16 +100,20 @@ claim_trace_files(Oid dboid)
 	return paths;
 }
 
-/* Remove files; a file that cannot be removed is reported at elevel. */
+/*
+ * Remove files.  One that cannot be removed is reported and left: at worst
+ * its claims are put back again, which changes nothing once jq.job shows
+ * them.
+ */
 static void
-claim_trace_remove(List *paths, int elevel)
+claim_trace_remove(List *paths)
 {
 	ListCell   *lc;
 
 	foreach(lc, paths)
 	{
 		if (unlink(lfirst(lc)) != 0 && errno != ENOENT)
-			ereport(elevel,
+			ereport(WARNING,
 					(errcode_for_file_access(),
 					 errmsg("could not remove file \"%s\": %m", (char *) lfirst(lc))));
 	}
@@ -139,9 +144,10 @@ jq_claim_trace_open(int slotno)
 }
 
 /*
- * Write the jobs the executor has claimed and not finished; n == 0 empties
- * its file.  An error here stops the executor before it runs the jobs,
- * which the scheduler then takes back.
+ * After a claim committed without waiting for its WAL: write the jobs the
+ * executor has claimed and not finished (n == 0 empties the file).  An
+ * error here stops the executor before it runs them, and the scheduler
+ * takes them back.
  */
 void
 jq_claim_trace_write(const JqJob *jobs, int n)
@@ -164,7 +170,20 @@ jq_claim_trace_write(const JqJob *jobs, int n)
 				(errcode_for_file_access(),
 				 errmsg("could not write the claims of job_queue executor %d: %m",
 						trace_slotno)));
+	trace_empty = n == 0;
 	pfree(buf);
+}
+
+/*
+ * Outcomes committed: a file that holds claims now holds only the jobs
+ * left, n of them from jobs (none: it is emptied).  A file that holds none
+ * (the claim waited for its WAL) is left alone.
+ */
+void
+jq_claim_trace_update(const JqJob *jobs, int n)
+{
+	if (!trace_empty)
+		jq_claim_trace_write(jobs, n);
 }
 
 /*
@@ -178,7 +197,7 @@ jq_claim_trace_clear(int slotno)
 	List	   *paths = list_make1(psprintf(PG_STAT_TMP_DIR "/" CLAIM_TRACE_PREFIX "%u.%d",
 											 MyDatabaseId, slotno));
 
-	claim_trace_remove(paths, WARNING);
+	claim_trace_remove(paths);
 	list_free_deep(paths);
 }
 
@@ -188,7 +207,7 @@ jq_claim_trace_forget_database(Oid dboid)
 {
 	List	   *paths = claim_trace_files(dboid);
 
-	claim_trace_remove(paths, WARNING);
+	claim_trace_remove(paths);
 	list_free_deep(paths);
 }
 
@@ -290,6 +309,6 @@ jq_claim_trace_restore(void)
 	}
 	CommitTransactionCommand();
 
-	claim_trace_remove(paths, ERROR);
+	claim_trace_remove(paths);
 	list_free_deep(paths);
 }

@@ -11,9 +11,8 @@
  *		of their own: the claim, and the attempt it counts, are committed
  *		before any job runs.  When the executor was idle, the commit does
  *		not wait for the WAL flush: the claim is written to a file instead
- *		(claim_trace.c), which a crash of the server does not lose; the
- *		file is written after every claim, and again whenever outcomes
- *		commit;
+ *		(claim_trace.c), which a crash of the server does not lose, and
+ *		written again whenever outcomes commit;
  *	 2. with nothing to claim, sleep on its latch until a commit that made
  *		a job runnable, the scheduler, or a signal wakes it, or until the
  *		scheduler's timer fires (a delayed job or a retry may come due then:
@@ -343,15 +342,14 @@ exe_claim(JqJob **jobs, bool woken)
 	 * one claim, which under load costs less than claiming them in small
 	 * batches.
 	 */
-	if (n > 0)
+	if (n > 0 && woken)
 	{
 		jq_claim_trace_open(exe_slotno);
-		if (woken)
-			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
-									 GUC_ACTION_LOCAL, true, 0, false);
+		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	}
 	CommitTransactionCommand();
-	if (n > 0)
+	if (n > 0 && woken)
 		jq_claim_trace_write(*jobs, n);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
@@ -483,7 +481,7 @@ exe_run_batch(JqJob *jobs, int n)
 		{
 			exe_finish(jobs + first_open, i - first_open);
 			CommitTransactionCommand();
-			jq_claim_trace_write(jobs + i, n - i);
+			jq_claim_trace_update(jobs + i, n - i);
 			StartTransactionCommand();
 			xact_start = GetCurrentTimestamp();
 			first_open = i;
@@ -503,7 +501,7 @@ exe_run_batch(JqJob *jobs, int n)
 	}
 	exe_finish(jobs + first_open, n - first_open);
 	CommitTransactionCommand();
-	jq_claim_trace_write(NULL, 0);
+	jq_claim_trace_update(NULL, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -526,7 +524,7 @@ exe_run_shell(JqJob *job)
 
 	/* the program has exited: a crash now is none of its doing */
 	HOLD_INTERRUPTS();
-	jq_claim_trace_write(NULL, 0);
+	jq_claim_trace_update(NULL, 0);
 	StartTransactionCommand();
 	exe_finish(job, 1);
 	if (job->outcome == JQ_OUTCOME_RELEASED)

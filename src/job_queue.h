@@ -203,6 +203,7 @@ extern void jq_kill_orphaned_shell_jobs(void);
 /* claim_trace.c: claims written where a crash of the server cannot lose them */
 extern void jq_claim_trace_open(int slotno);
 extern void jq_claim_trace_write(const JqJob *jobs, int n);
+extern void jq_claim_trace_update(const JqJob *jobs, int n);
 extern void jq_claim_trace_clear(int slotno);
 extern void jq_claim_trace_forget_database(Oid dboid);
 extern void jq_claim_trace_restore(void);

@@ -200,6 +200,9 @@ is( $node->safe_psql('db1_copy', "SELECT state FROM jq_jobs WHERE id = $sleeper"
 
 my $copy_oid = $node->safe_psql('postgres',
 	"SELECT oid FROM pg_database WHERE datname = 'db1_copy'");
+# the claim of the long job, kept where a crash cannot lose it
+my @claim_files = glob($node->data_dir . "/pg_stat_tmp/job_queue.$copy_oid.*");
+is(scalar(@claim_files), 1, 'db1_copy: the executor running the job has a claim file');
 my $log_offset = -s $node->logfile;
 my $start = time;
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE db1_copy');
@@ -213,6 +216,7 @@ is( $node->safe_psql(
 		"SELECT count(*) FROM pg_stat_activity WHERE datid = $copy_oid"),
 	'0',
 	'no session left in the dropped database');
+is(scalar(grep { -e $_ } @claim_files), 0, 'the claim files went with the database');
 
 # nothing tries to start in the dropped database, the rest carries on
 sleep(2);
