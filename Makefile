@@ -18,7 +18,11 @@ OBJS = \
 	src/utility.o \
 	src/wakeup.o
 
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# the install script is built from the parts in sql/install, in name order;
+# upgrade scripts are kept whole in sql/
+DATA_built = sql/$(EXTENSION)--1.0.sql
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
 
 TESTS = $(sort $(wildcard test/sql/*.sql))
 REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
@@ -38,6 +42,9 @@ EXTRA_CLEAN = test/out test/out_isolation test/tmp_regress test/tmp_isolation tm
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/$(EXTENSION)--1.0.sql: $(INSTALL_PARTS)
+	cat $^ > $@
 
 # every object depends on the shared header
 $(OBJS): src/job_queue.h src/shell_run.h
