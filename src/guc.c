@@ -117,7 +117,7 @@ jq_guc_init(bool preloading)
 
 	DefineCustomIntVariable("jq.shell_kill_grace",
 							gettext_noop("Time a stopped shell job gets between SIGTERM and SIGKILL."),
-							NULL,
+							gettext_noop("A SQL job that goes on after its timeout cancelled it is stopped for good, with its executor, after this time."),
 							&jq_shell_kill_grace_ms,
 							5000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,

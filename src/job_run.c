@@ -49,8 +49,16 @@
 /* rows of a job's last statement kept as its result */
 #define JQ_RESULT_MAX_ROWS 100
 
+/*
+ * A job's timer cancels its statement when its timeout is reached; a job
+ * that traps the cancellation (EXCEPTION WHEN query_canceled) and goes on
+ * is stopped for good jq.shell_kill_grace later: the process exits, its
+ * transaction rolls back, and the job is charged the attempt, as when a
+ * job terminates its executor.
+ */
 static TimeoutId job_timeout_id;
-static bool job_timeout_registered = false;
+static TimeoutId job_kill_id;
+static bool job_timers_registered = false;
 static volatile sig_atomic_t job_timed_out = false;
 
 /*
@@ -67,6 +75,39 @@ job_timeout_handler(void)
 	QueryCancelPending = true;
 	InterruptPending = true;
 	SetLatch(MyLatch);
+}
+
+static void
+job_kill_handler(void)
+{
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+/* Start the timers of a job with a timeout; job_stop_timers stops them. */
+static void
+job_start_timers(int64 timeout_ms)
+{
+	if (!job_timers_registered)
+	{
+		job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
+		job_kill_id = RegisterTimeout(USER_TIMEOUT, job_kill_handler);
+		job_timers_registered = true;
+	}
+	enable_timeout_after(job_timeout_id, (int) Min(timeout_ms, INT_MAX));
+	enable_timeout_after(job_kill_id,
+						 (int) Min(timeout_ms + jq_shell_kill_grace_ms, INT_MAX));
+}
+
+static void
+job_stop_timers(void)
+{
+	if (job_timers_registered)
+	{
+		disable_timeout(job_timeout_id, false);
+		disable_timeout(job_kill_id, false);
+	}
 }
 
 /*
@@ -211,12 +252,6 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	int			saved_sec_context;
 	int			saved_holdoff = QueryCancelHoldoffCount;
 
-	/* the first job of this process registers the jobs' timer */
-	if (!job_timeout_registered)
-	{
-		job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
-		job_timeout_registered = true;
-	}
 	job->started = GetCurrentTimestamp();
 	job->result = NULL;
 	job->error = NULL;
@@ -240,11 +275,11 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 								 GetConfigOptionResetString("search_path"),
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		if (job->timeout_ms > 0)
-			enable_timeout_after(job_timeout_id, (int) Min(job->timeout_ms, INT_MAX));
+			job_start_timers(job->timeout_ms);
 
 		job->result = job_execute(job, slot, cxt);
 
-		disable_timeout(job_timeout_id, false);
+		job_stop_timers();
 		AtEOXact_GUC(false, nestlevel);
 		SetUserIdAndSecContext(saved_userid, saved_sec_context);
 		ReleaseCurrentSubTransaction();
@@ -254,7 +289,7 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	{
 		ErrorData  *edata;
 
-		disable_timeout(job_timeout_id, false);
+		job_stop_timers();
 		QueryCancelHoldoffCount = saved_holdoff;
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
