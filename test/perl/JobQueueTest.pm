@@ -130,7 +130,42 @@ sub kill_for_crash_restart
 # Shared setup of the hostile tests (006_hostile, 007_hostile_workers)
 # ----------------------------------------------------------------------
 
-push @EXPORT, qw(hostile_setup psql_as hostile_effects hostile_reset log_since);
+push @EXPORT, qw(hostile_node hostile_setup psql_as hostile_effects hostile_reset
+  hostile_no_effect hostile_wait_jobs log_since);
+
+# A started node with job_queue, fast retries, the settings $conf and the
+# cast of hostile_setup.
+sub hostile_node
+{
+	my ($name, $conf) = @_;
+	my $node = job_queue_node($name, conf => "jq.retry_backoff_base = '50ms'\n"
+		  . "jq.retry_backoff_cap = '100ms'\n$conf");
+	$node->safe_psql('postgres', 'CREATE EXTENSION job_queue');
+	hostile_setup($node);
+	log_since($node);
+	return $node;
+}
+
+# Wait for the jobs $ids (comma-separated) to end.
+sub hostile_wait_jobs
+{
+	my ($node, $ids) = @_;
+	return 1 if $ids eq '';
+	return $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM jq_jobs WHERE id IN ($ids) "
+		  . "AND state NOT IN ('succeeded', 'failed', 'cancelled')");
+}
+
+# Test that the attack $name left no effect; $text is what it printed (the
+# server's log since the last look is read too).  Undoes what it finds.
+sub hostile_no_effect
+{
+	my ($node, $name, $text) = @_;
+	my $effects = hostile_effects($node, ($text // '') . "\n" . log_since($node));
+	Test::More::is($effects, '', $name);
+	hostile_reset($node) if $effects ne '';
+	return $effects eq '';
+}
 
 # Run $sql as $role in database postgres without stopping at errors:
 # (stdout, stderr).

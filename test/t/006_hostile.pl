@@ -32,18 +32,13 @@ $PostgreSQL::Test::Utils::timeout_default = 60
 
 # one executor that claims big batches and keeps them in one transaction,
 # so that jobs of different roles share it (group 4)
-my $node = job_queue_node('hostile', conf => q{
+my $node = hostile_node('hostile', q{
 jq.executors_per_database = 1
 jq.batch_size = 1000
 jq.batch_time = '60s'
-jq.retry_backoff_base = '50ms'
-jq.retry_backoff_cap = '100ms'
 });
-$node->safe_psql('postgres', 'CREATE EXTENSION job_queue');
-hostile_setup($node);
 my $su = $node->safe_psql('postgres', 'SELECT current_user');
 my $dir = PostgreSQL::Test::Utils::tempdir;
-log_since($node);
 
 sub sq { return $node->safe_psql('postgres', shift); }
 
@@ -60,25 +55,8 @@ sub has_view
 	return sq("SELECT to_regclass('public.$name') IS NOT NULL") eq 't';
 }
 
-# Wait for the jobs $ids (comma-separated) to end.
-sub wait_jobs
-{
-	my ($ids) = @_;
-	return 1 if $ids eq '';
-	return $node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM jq_jobs WHERE id IN ($ids) "
-		  . "AND state NOT IN ('succeeded', 'failed', 'cancelled')");
-}
-
-# ok() that the attack $name left no effect; $text is what it printed.
-sub no_effect
-{
-	my ($name, $text) = @_;
-	my $effects = hostile_effects($node, ($text // '') . "\n" . log_since($node));
-	is($effects, '', $name);
-	hostile_reset($node) if $effects ne '';
-	return $effects eq '';
-}
+sub wait_jobs { return hostile_wait_jobs($node, @_); }
+sub no_effect { return hostile_no_effect($node, @_); }
 
 # Queues an admin configured: settings on the enqueue path, a limited
 # queue, queues for external workers only, and a paused one.
@@ -307,28 +285,35 @@ sq('ANALYZE jq.job, jq.job_history, jq.schedule, jq.job_group');
 # The values mallory sees in a view with a plain SELECT.
 sub visible_values
 {
-	my ($view) = @_;
+	my ($role, $view) = @_;
 	my $cols = sq(qq{SELECT string_agg(quote_ident(attname), ',') FROM pg_attribute
 					 WHERE attrelid = 'public.$view'::regclass AND attnum > 0});
-	my ($out) = psql_as($node, 'mallory',
+	my ($out) = psql_as($node, $role,
 		join('', map { "SELECT $_\::text FROM $view;\n" } split /,/, $cols));
 	my %seen = map { $_ => 1 } split /\n/, $out;
 	return ($cols, \%seen);
 }
 
-for my $view (qw(jq_jobs jq_groups jq_schedules jq_queues jq_stats jq_running jq_executors))
+# mallory, and a member of jq_worker, which takes every role's jobs but
+# sees only its own in the views
+my $has_worker_role = sq(q{SELECT count(*) FROM pg_roles WHERE rolname = 'jq_worker'}) eq '1';
+sq('CREATE ROLE wk LOGIN IN ROLE jq_worker') if $has_worker_role;
+for my $role ('mallory', $has_worker_role ? ('wk') : ())
 {
-	next unless has_view($view);
-	my ($cols, $seen) = visible_values($view);
-	my @cols = split /,/, $cols;
-	my $sql = join('', map { "SELECT count(*) FROM $view WHERE mal.leak($_);\n" } @cols);
-	my ($out, $err) = psql_as($node, 'mallory', $sql);
-	my @leaked = grep { $_ ne '<NULL>' && !$seen->{$_} } ($err =~ /NOTICE:  LEAK:([^\n]*)/g);
-	is(join(' | ', @leaked), '', "leaky function on every column of $view: nothing mallory cannot SELECT");
-	if ($view ne 'jq_queues')
+	for my $view (qw(jq_jobs jq_groups jq_schedules jq_queues jq_stats jq_running jq_executors))
 	{
-		my @alice = grep { my $v = $_; grep { index($v, $_) >= 0 } @alice_markers } ($err =~ /LEAK:([^\n]*)/g);
-		is(join(' | ', @alice), '', "leaky function on $view: none of alice's values");
+		next unless has_view($view);
+		my ($cols, $seen) = visible_values($role, $view);
+		my @cols = split /,/, $cols;
+		my $sql = join('', map { "SELECT count(*) FROM $view WHERE mal.leak($_);\n" } @cols);
+		my ($out, $err) = psql_as($node, $role, $sql);
+		my @leaked = grep { $_ ne '<NULL>' && !$seen->{$_} } ($err =~ /NOTICE:  LEAK:([^\n]*)/g);
+		is(join(' | ', @leaked), '', "leaky function by $role on every column of $view: nothing it cannot SELECT");
+		if ($view ne 'jq_queues')
+		{
+			my @alice = grep { my $v = $_; grep { index($v, $_) >= 0 } @alice_markers } ($err =~ /LEAK:([^\n]*)/g);
+			is(join(' | ', @alice), '', "leaky function by $role on $view: none of alice's values");
+		}
 	}
 }
 
@@ -425,6 +410,15 @@ my @escapes = (
 	[ 'search_path left for the executor', 'SET search_path = mal, pg_catalog, public' ],
 	[ 'set_config(search_path) left for the executor',
 	  q{SELECT set_config('search_path', 'maltype, mal, pg_catalog, public', false)} ],
+	[ 'WITH HOLD cursor left for the commit',
+	  q{DECLARE mal_cur CURSOR WITH HOLD FOR SELECT mal.trojan('holdable cursor')} ],
+	[ 'deferred trigger left for the commit',
+	  q{CREATE TABLE mal.deferred (x int);
+		CREATE FUNCTION mal.deferred_trojan() RETURNS trigger LANGUAGE plpgsql AS
+		'BEGIN PERFORM mal.trojan(''deferred trigger''); RETURN NULL; END';
+		CREATE CONSTRAINT TRIGGER mal_deferred AFTER INSERT ON mal.deferred
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mal.deferred_trojan();
+		INSERT INTO mal.deferred VALUES (1)} ],
 	[ 'SECURITY DEFINER function of mallory',
 	  q{CREATE FUNCTION mal.def() RETURNS void LANGUAGE sql SECURITY DEFINER AS 'ALTER ROLE mallory SUPERUSER';
 		SELECT mal.def()} ],
@@ -768,9 +762,30 @@ for my $o (@others)
 	hostile_reset($node) if $effects ne '';
 }
 
-# depending on her job: refused, and the answer is the one for a job that
-# does not exist (mallory learns nothing of it)
+# what mallory is told about alice's jobs is what she is told about jobs
+# that do not exist: she cannot learn which ids are alice's
 my $missing = sq('SELECT max(id) + 1000 FROM jq_jobs');
+for my $form (
+	[ 'jq_cancel', 'SELECT jq_cancel(%d)' ],
+	[ 'jq_retry', 'SELECT jq_retry(%d)' ],
+	[ 'jq_complete', 'SELECT jq_complete(%d, NULL, 1)' ],
+	[ 'jq_fail', q{SELECT jq_fail(%d, 'x', true, 1)} ],
+	[ 'jq_heartbeat', q{SELECT jq_heartbeat(%d, '1 minute', 1)} ],
+	has_function('jq_run_sql') ? ([ 'jq_run_sql', 'SELECT jq_run_sql(%d, 1)' ]) : ())
+{
+	my ($name, $fmt) = @$form;
+	my ($out_none, $err_none) = psql_as($node, 'mallory', sprintf($fmt, $missing) . ';');
+	$_ =~ s/\b$missing\b/N/g for ($out_none, $err_none);
+	my @told;
+	for my $target ([ $alice_held, 'held' ], [ $alice_failed, 'failed' ], [ $alice_later, 'scheduled' ])
+	{
+		my ($out_alice, $err_alice) = psql_as($node, 'mallory', sprintf($fmt, $target->[0]) . ';');
+		$_ =~ s/\b$target->[0]\b/N/g for ($out_alice, $err_alice);
+		push @told, "$target->[1]: $out_alice$err_alice" if "$out_alice$err_alice" ne "$out_none$err_none";
+	}
+	is(join("\n", @told), '', "$name on alice's held, failed and scheduled jobs: answered as for a job that does not exist");
+}
+
 for my $form (
 	[ 'jq_enqueue depends_on', 'SELECT jq_enqueue(\'SELECT 1\', depends_on => ARRAY[%d])' ],
 	[ 'jq_enqueue_group depends_on',

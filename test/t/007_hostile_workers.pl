@@ -27,13 +27,7 @@ $PostgreSQL::Test::Utils::timeout_default = 60
   unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
 
 # only external workers run jobs here
-my $node = job_queue_node('hostile_workers', conf => q{
-jq.execute_in_server = off
-jq.retry_backoff_base = '50ms'
-jq.retry_backoff_cap = '100ms'
-});
-$node->safe_psql('postgres', 'CREATE EXTENSION job_queue');
-hostile_setup($node);
+my $node = hostile_node('hostile_workers', 'jq.execute_in_server = off');
 my $su = $node->safe_psql('postgres', 'SELECT current_user');
 my $dir = PostgreSQL::Test::Utils::tempdir;
 my $has_worker_role =
@@ -53,23 +47,8 @@ log_since($node);
 
 sub sq { return $node->safe_psql('postgres', shift); }
 
-sub wait_jobs
-{
-	my ($ids) = @_;
-	return 1 if $ids eq '';
-	return $node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM jq_jobs WHERE id IN ($ids) "
-		  . "AND state NOT IN ('succeeded', 'failed', 'cancelled')");
-}
-
-sub no_effect
-{
-	my ($name, $text) = @_;
-	my $effects = hostile_effects($node, ($text // '') . "\n" . log_since($node));
-	is($effects, '', $name);
-	hostile_reset($node) if $effects ne '';
-	return $effects eq '';
-}
+sub wait_jobs { return hostile_wait_jobs($node, @_); }
+sub no_effect { return hostile_no_effect($node, @_); }
 
 # jq_worker as $role, for the queues and kinds given: its pid
 my @worker_pids;
