@@ -198,11 +198,18 @@ sub api_calls
 psql_as($node, 'mallory', q{SELECT jq_schedule('mal-tick', 'every 1 second',
 	'SET search_path = mal, pg_catalog, public; SELECT now() = now(), count(*) FROM jq_jobs')});
 
-# session SET, session SET with look-alike types, ALTER ROLE ... SET
+# session SET, session SET with look-alike types, ALTER ROLE ... SET, and
+# temporary relations named like the extension's tables (pg_temp is in the
+# pinned search_path, after pg_catalog)
+my $temp_lookalikes = join('', map {
+	"CREATE TEMP VIEW $_ AS SELECT * FROM (VALUES (1)) v(x) WHERE mal.trojan('temporary view $_');\n"
+} qw(job job_history queue schedule dependency job_group claimed ready due held jq_jobs jq_queues));
 my %paths = (
-	'session SET' => 'mal, pg_catalog, public',
-	'session SET with look-alike types' => 'maltype, mal, pg_catalog, public');
-for my $mode ('session SET', 'session SET with look-alike types', 'ALTER ROLE SET')
+	'session SET' => "SET search_path = mal, pg_catalog, public;\n",
+	'session SET with look-alike types' => "SET search_path = maltype, mal, pg_catalog, public;\n",
+	'temporary look-alike relations' => $temp_lookalikes);
+for my $mode ('session SET', 'session SET with look-alike types', 'ALTER ROLE SET',
+	'temporary look-alike relations')
 {
 	(my $round = $mode) =~ s/\W+/_/g;
 	my %t = mallory_targets($round);
@@ -214,7 +221,7 @@ for my $mode ('session SET', 'session SET with look-alike types', 'ALTER ROLE SE
 	}
 	else
 	{
-		$set = "SET search_path = $paths{$mode};\n";
+		$set = $paths{$mode};
 	}
 	log_since($node);
 	# each call in a session of its own, so that no cache of an earlier
@@ -419,6 +426,10 @@ my @escapes = (
 		CREATE CONSTRAINT TRIGGER mal_deferred AFTER INSERT ON mal.deferred
 		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mal.deferred_trojan();
 		INSERT INTO mal.deferred VALUES (1)} ],
+	[ 'pg_terminate_backend of its own executor', 'SELECT pg_terminate_backend(pg_backend_pid())' ],
+	[ 'jq_run_sql nested in a job',
+	  q{SELECT jq_enqueue('SELECT jq_listen()', queue => 'malnest');
+		SELECT jq_run_sql(d.id, d.attempt) FROM jq_dequeue('malnest', 1) d} ],
 	[ 'SECURITY DEFINER function of mallory',
 	  q{CREATE FUNCTION mal.def() RETURNS void LANGUAGE sql SECURITY DEFINER AS 'ALTER ROLE mallory SUPERUSER';
 		SELECT mal.def()} ],
@@ -478,6 +489,8 @@ my %escape_check = (
 	'deleting jq.job_history' => sub { sq("SELECT count(*) FROM jq.job_history WHERE id = $alice_ok") eq '1' },
 	'internal jq._jq_cancel as admin' => sub { sq("SELECT state FROM jq_jobs WHERE id = $alice_later") eq 'scheduled' },
 	'internal jq._finish' => sub { sq("SELECT state FROM jq_jobs WHERE id = $alice_held") eq 'running' },
+	'pg_terminate_backend of its own executor' => sub { $esc_log !~ /terminating background worker "job_queue/ },
+	'jq_run_sql nested in a job' => sub { $esc_log !~ /terminated by signal|PANIC|TRAP/ },
 );
 for my $e (@escapes)
 {
@@ -576,6 +589,10 @@ my @carry = (
 	  [ mallory => 'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY' ],
 	  [ alice => q{INSERT INTO alice.inbox VALUES ('after'); SELECT 1 AS done} ],
 	  sub { $_[1] =~ /"done"/ } ],
+	[ 'SET TRANSACTION READ ONLY',
+	  [ mallory => 'SET TRANSACTION READ ONLY' ],
+	  [ alice => q{INSERT INTO alice.inbox VALUES ('after'); SELECT 1 AS done} ],
+	  sub { $_[1] =~ /"done"/ } ],
 	[ 'LISTEN',
 	  [ mallory => 'LISTEN mal_channel' ],
 	  [ alice => 'SELECT array_agg(c) AS v FROM pg_listening_channels() c' ],
@@ -623,6 +640,11 @@ for my $c (@carry)
 	  or diag("results: " . join(' || ', @results));
 }
 no_effect('state carried between jobs: no trojan ran as alice', log_since($node));
+# the control of the SET CONSTRAINTS case: alone, alice's job fails
+my $alone = sq(q{SET ROLE alice; SELECT jq_enqueue('INSERT INTO alice.uniq VALUES (1); INSERT INTO alice.uniq VALUES (1); DELETE FROM alice.uniq', max_attempts => 1)});
+wait_jobs($alone);
+is(sq("SELECT state || ' ' || last_error_code FROM jq_jobs WHERE id = $alone"), 'failed 23505',
+	'state: a duplicate in alice.uniq fails a job run alone');
 
 # ======================================================================
 # 5. shell jobs without the right to run programs

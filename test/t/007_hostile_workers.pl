@@ -376,6 +376,23 @@ SKIP:
 	session_end($s);
 }
 
+# a listening worker's session that runs a job with jq_run_sql: it either
+# still listens and counts, or neither (never NOTIFY for nobody, never a
+# listener that is not told)
+SKIP:
+{
+	skip 'jq_run_sql or role jq_worker does not exist', 1 unless $has_run_sql && $has_worker_role;
+	sq(q{SET ROLE mallory; SELECT jq_enqueue('SELECT 1', queue => 'wk_listen')});
+	my $s = session_start('wk');
+	session_run($s, 'SELECT jq_listen()');
+	session_run($s, q{SELECT jq_run_sql(d.id, d.attempt) FROM jq_dequeue('wk_listen', 1) d});
+	my ($listening) = session_run($s, 'SELECT count(*) FROM pg_listening_channels() c WHERE c = \'jq_jobs\'');
+	$listening = ($listening =~ /(\d+)/)[0];
+	is(notify_on(), $listening,
+		'NOTIFY: a listening session that ran jq_run_sql listens if and only if it counts');
+	session_end($s);
+}
+
 SKIP:
 {
 	skip 'role jq_worker does not exist', 4 unless $has_worker_role;
