@@ -646,6 +646,30 @@ wait_jobs($alone);
 is(sq("SELECT state || ' ' || last_error_code FROM jq_jobs WHERE id = $alone"), 'failed 23505',
 	'state: a duplicate in alice.uniq fails a job run alone');
 
+# mallory finishes her own job while an executor runs it in a batch with
+# alice's: alice's job runs once and succeeds, the executor lives on
+{
+	my ($m, $a) = split /\n/, sq(q{
+BEGIN;
+SET ROLE mallory;
+SELECT jq_enqueue('SELECT pg_sleep(2)', max_attempts => 1);
+SET ROLE alice;
+SELECT jq_enqueue($$INSERT INTO alice.inbox VALUES ('BATCHMATE')$$, max_attempts => 1);
+COMMIT;
+});
+	$node->poll_query_until('postgres', "SELECT state = 'running' FROM jq_jobs WHERE id = $m");
+	my ($out, $err) = psql_as($node, 'mallory', qq{
+SELECT jq_complete($m, '{"forged": true}', 1);
+SELECT jq_fail($m, 'forged', false, 1);
+SELECT jq_heartbeat($m, '1 hour', 1);
+});
+	wait_jobs("$m, $a");
+	my $log = log_since($node);
+	is(sq(qq{SELECT state || ' ' || (SELECT count(*) FROM alice.inbox WHERE v = 'BATCHMATE')
+			 FROM jq_jobs WHERE id = $a}) . ($log =~ /terminated by signal|PANIC/ ? ' crash' : ''),
+		'succeeded 1', "mallory finishing her job under an executor: alice's job in the batch ran once");
+}
+
 # ======================================================================
 # 5. shell jobs without the right to run programs
 # ======================================================================

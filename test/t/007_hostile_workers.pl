@@ -364,6 +364,21 @@ session_run($mal, 'SELECT jq_listen()');
 is(notify_on(), 0, 'NOTIFY: mallory cannot turn it on through SET ROLE jq_worker');
 session_end($mal);
 
+# jq.notify = on, set by mallory for her session, her role, or her job:
+# a session that LISTENs (without counting) hears nothing of her enqueues
+{
+	my $s = session_start($su);
+	session_run($s, 'LISTEN jq_jobs');
+	psql_as($node, 'mallory', q{SET jq.notify = 'on'; SELECT jq_enqueue('SELECT 1', queue => 'probe')});
+	psql_as($node, 'mallory', q{ALTER ROLE mallory SET jq.notify = 'on'});
+	psql_as($node, 'mallory', q{SELECT jq_enqueue('SELECT 1', queue => 'probe')});
+	psql_as($node, 'mallory', q{SELECT set_config('jq.notify', 'on', true), jq_enqueue('SELECT 1', queue => 'probe')});
+	my ($out, $err) = session_run($s, 'SELECT 1');
+	unlike("$out$err", qr/Asynchronous notification/, 'NOTIFY: mallory cannot turn jq.notify on');
+	session_end($s);
+	sq('ALTER ROLE mallory RESET ALL');
+}
+
 # mallory's SQL job calling jq_listen(), run by a superuser's jq_run_sql in
 # a session that stays open
 SKIP:
