@@ -225,13 +225,17 @@ for my $mode ('session SET', 'session SET with look-alike types', 'ALTER ROLE SE
 	}
 	log_since($node);
 	# each call in a session of its own, so that no cache of an earlier
-	# call hides what the call itself runs
+	# call hides what the call itself runs; a trojan that runs as another
+	# role in mallory's session tells her (WARNING), and is undone at once
 	for my $call (api_calls($round, %t))
 	{
 		my ($name, $sql) = @$call;
 		my ($out, $err) = psql_as($node, 'mallory', "SET mal.tag = '$round/$name';\n$set$sql;\n");
-		no_effect("look-alikes by $mode: $name", $err);
+		my @hits = $err =~ /(PWNED\[[^\n]*)/g;
+		is(join('; ', @hits), '', "look-alikes by $mode: $name");
+		hostile_reset($node) if @hits;
 	}
+	no_effect("look-alikes by $mode: mallory's rights after the calls");
 	sq('ALTER ROLE mallory RESET search_path') if $mode eq 'ALTER ROLE SET';
 }
 
@@ -846,6 +850,36 @@ for my $form (
 	is(sq(q{SELECT count(*) FROM jq.job WHERE owner = 'mallory'::regrole}), $count,
 		"$name on alice's job: no job");
 	is($err_alice, $err_none, "$name on alice's job: answered as for a job that does not exist");
+}
+
+# ======================================================================
+# a job that traps its timeout and its cancellation does not hold the
+# database's executor from other roles' jobs (each loop ends by itself
+# after 15 s, so that a failure costs no more)
+# ======================================================================
+my $trap = q{DO $$
+DECLARE t timestamptz := clock_timestamp();
+BEGIN
+	WHILE clock_timestamp() < t + interval '15 seconds' LOOP
+		BEGIN
+			PERFORM pg_sleep(0.2);
+		EXCEPTION WHEN query_canceled THEN NULL;
+		END;
+	END LOOP;
+END $$};
+(my $trap_q = $trap) =~ s/'/''/g;
+for my $how ('its timeout', 'jq_cancel')
+{
+	my $timeout = $how eq 'jq_cancel' ? "'1 hour'" : "'1 second'";
+	my $m = sq("SET ROLE mallory; SELECT jq_enqueue('$trap_q', timeout => $timeout, max_attempts => 1)");
+	$node->poll_query_until('postgres', "SELECT state = 'running' FROM jq_jobs WHERE id = $m");
+	my $a = sq(q{SET ROLE alice; SELECT jq_enqueue('SELECT 1', max_attempts => 1)});
+	psql_as($node, 'mallory', "SELECT jq_cancel($m)") if $how eq 'jq_cancel';
+	my $freed = wait_until(
+		sub { sq("SELECT count(*) FROM jq_jobs WHERE id IN ($m, $a) AND state IN ('succeeded', 'failed', 'cancelled')") eq '2' },
+		8);
+	ok($freed, "a job of mallory's that traps $how ends, and alice's next job runs");
+	wait_jobs("$m, $a");
 }
 
 done_testing();

@@ -408,6 +408,31 @@ SKIP:
 	session_end($s);
 }
 
+# a jq_worker member's session counts as a listener exactly while it
+# listens, whatever the transactions around jq_listen() and UNLISTEN do
+SKIP:
+{
+	skip 'role jq_worker does not exist', 5 unless $has_worker_role;
+	for my $steps (
+		[ 'jq_listen() rolled back', 'BEGIN', 'SELECT jq_listen()', 'ROLLBACK' ],
+		[ 'jq_listen() in a subtransaction rolled back',
+		  'BEGIN', 'SAVEPOINT s', 'SELECT jq_listen()', 'ROLLBACK TO s', 'COMMIT' ],
+		[ 'jq_listen() then UNLISTEN in one transaction', 'BEGIN', 'SELECT jq_listen()', 'UNLISTEN *', 'COMMIT' ],
+		[ 'UNLISTEN rolled back', 'SELECT jq_listen()', 'BEGIN', 'UNLISTEN *', 'ROLLBACK' ],
+		[ 'jq_listen() twice, then UNLISTEN', 'SELECT jq_listen()', 'SELECT jq_listen()', 'UNLISTEN jq_jobs' ])
+	{
+		my ($name, @sql) = @$steps;
+		my $s = session_start('wk');
+		session_run($s, $_) for @sql;
+		my ($listening) = session_run($s,
+			q{SELECT count(*) FROM pg_listening_channels() c WHERE c = 'jq_jobs'});
+		$listening = ($listening =~ /(\d+)/)[0];
+		is(notify_on(), $listening, "NOTIFY: $name: on exactly while the session listens");
+		session_end($s);
+		wait_until(sub { !notify_on() }, 10);
+	}
+}
+
 SKIP:
 {
 	skip 'role jq_worker does not exist', 4 unless $has_worker_role;
