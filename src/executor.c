@@ -379,8 +379,10 @@ exe_run_batch(JqJob *jobs, int n)
 	{
 		JqJob	   *job = &jobs[i];
 
+		/* commit at least every batch_time, and after a job that changed the transaction */
 		if (i > first_open &&
-			TimestampDifferenceExceeds(xact_start, GetCurrentTimestamp(), jq_batch_time_ms))
+			(jobs[i - 1].changed_transaction ||
+			 TimestampDifferenceExceeds(xact_start, GetCurrentTimestamp(), jq_batch_time_ms)))
 		{
 			jq_finish_jobs(jobs + first_open, i - first_open, JQ_KIND_BIT(exe_slot->kind));
 			CommitTransactionCommand();

@@ -1220,8 +1220,23 @@ AS $$
 DECLARE
 	held bigint[];
 	held_owners oid[];
+	hidden bigint;
 	dep record;
 BEGIN
+	-- another role's job is as absent as a missing one, and is not locked
+	SELECT u.id INTO hidden
+	FROM unnest(p_depends_on) AS u(id)
+	WHERE NOT p_is_admin
+	  AND NOT EXISTS (SELECT FROM jq.job j WHERE j.id = u.id AND j.owner = p_owner)
+	  AND NOT EXISTS (SELECT FROM jq.job_history h WHERE h.id = u.id AND h.owner = p_owner)
+	ORDER BY u.id
+	LIMIT 1;
+	IF hidden IS NOT NULL THEN
+		RAISE EXCEPTION 'job % in depends_on does not exist', hidden
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'A job can depend only on jobs of the role that enqueues it, enqueued before it; finished jobs are kept for jq.history_retention.';
+	END IF;
+
 	SELECT coalesce(array_agg(h.id), '{}'), array_agg(h.owner) INTO held, held_owners
 	FROM jq._hold_dependencies(p_depends_on) h;
 
@@ -1238,11 +1253,6 @@ BEGIN
 			RAISE EXCEPTION 'job % in depends_on does not exist', dep.id
 				USING ERRCODE = 'no_data_found',
 					  HINT = 'A job can depend only on jobs enqueued before it; finished jobs are kept for jq.history_retention.';
-		END IF;
-		IF dep.owner <> p_owner AND NOT p_is_admin THEN
-			RAISE EXCEPTION 'permission denied for job %', dep.id
-				USING ERRCODE = 'insufficient_privilege',
-					  HINT = 'A job can depend only on jobs of the role that enqueues it, unless that role is a member of jq_admin.';
 		END IF;
 		IF dep.state IN ('failed', 'cancelled') AND p_on_failure = 'cancel' THEN
 			RAISE EXCEPTION 'dependency % has %', dep.id,
@@ -1565,17 +1575,16 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 
-	SELECT * INTO j FROM jq.job WHERE id = p_id FOR UPDATE;
-	job_owner := coalesce(j.owner, (SELECT h.owner FROM jq.job_history h WHERE h.id = p_id));
+	-- another role's job is as absent as a missing one, and is not locked
+	SELECT * INTO j FROM jq.job WHERE id = p_id AND (owner = p_caller OR p_is_admin)
+	FOR UPDATE;
+	job_owner := coalesce(j.owner, (SELECT h.owner FROM jq.job_history h
+									WHERE h.id = p_id AND (h.owner = p_caller OR p_is_admin)));
 
 	IF job_owner IS NULL THEN
 		RAISE EXCEPTION 'job % does not exist', p_id
-			USING ERRCODE = 'no_data_found';
-	END IF;
-	IF job_owner <> p_caller AND NOT p_is_admin THEN
-		RAISE EXCEPTION 'permission denied for job %', p_id
-			USING ERRCODE = 'insufficient_privilege',
-				  HINT = 'Only the role that enqueued a job and members of jq_admin can manage it.';
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'A role sees only its own jobs, unless it is a member of jq_admin.';
 	END IF;
 	RETURN j;
 END

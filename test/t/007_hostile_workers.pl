@@ -258,7 +258,7 @@ SELECT jq_run_sql(d.id, d.attempt) FROM jq_dequeue('rs_esc_$caller', 10) d;
 		[ 'SET CONSTRAINTS',
 		  [ mallory => 'SET CONSTRAINTS ALL DEFERRED' ],
 		  [ alice => 'INSERT INTO alice.uniq VALUES (1); INSERT INTO alice.uniq VALUES (1); DELETE FROM alice.uniq' ],
-		  sub { $_[1] eq 'failed' } ],
+		  sub { $_[1] ne 'succeeded' } ],
 		[ 'custom setting',
 		  [ alice => q{SELECT set_config('app.secret', 'ALICE-GUC', false)} ],
 		  [ mallory => q{SELECT current_setting('app.secret', true) AS v} ],
