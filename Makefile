@@ -62,11 +62,16 @@ bench:
 	test/bench/bench.sh
 	test/bench/worker.sh
 
-# jq_worker, the external worker program, is built and installed with the extension
-all: worker-all
-install: worker-install
-uninstall: worker-uninstall
-clean: worker-clean
-.PHONY: worker-all worker-install worker-uninstall worker-clean
-worker-all worker-install worker-uninstall worker-clean: worker-%:
-	$(MAKE) -C worker $* PG_CONFIG='$(PG_CONFIG)'
+# the programs built and installed with the extension: jq_worker, the
+# external worker, and jq_dashboard, the web dashboard; goal dir-target runs
+# make target in dir
+PROGRAM_DIRS = worker dashboard
+PROGRAM_TARGETS = all install uninstall clean
+PROGRAM_GOALS = $(foreach t,$(PROGRAM_TARGETS),$(addsuffix -$(t),$(PROGRAM_DIRS)))
+all: $(addsuffix -all,$(PROGRAM_DIRS))
+install: $(addsuffix -install,$(PROGRAM_DIRS))
+uninstall: $(addsuffix -uninstall,$(PROGRAM_DIRS))
+clean: $(addsuffix -clean,$(PROGRAM_DIRS))
+.PHONY: $(PROGRAM_GOALS)
+$(PROGRAM_GOALS):
+	$(MAKE) -C $(firstword $(subst -, ,$@)) $(lastword $(subst -, ,$@)) PG_CONFIG='$(PG_CONFIG)'
