@@ -3,12 +3,13 @@
 #  1. basic auth: no credentials and a wrong password are refused (401), and
 #     so is a Host header that is not a loopback name (DNS rebinding);
 #  2. it acts with the rights of the role it connects as: a role that is
-#     not jq_admin sees only its own jobs, and cannot retry another's;
+#     not jq_admin sees only its own jobs, and cannot retry another's; the
+#     role's search_path does not change what it reads;
 #  3. a POST without the page's CSRF token, or from another origin, is
 #     refused and changes nothing; with it, cancel works;
 #  4. /metrics serves SELECT jq_metrics(), valid Prometheus text;
 #  5. however many pages poll, the database sees at most one snapshot
-#     query per refresh period;
+#     query per refresh period, and none while no page polls;
 #  6. in headless chromium: the page shows a queue and a running job's
 #     progress; Retry on a failed job runs it again and the page shows it
 #     succeeded; the job's detail lists the error of its first attempt;
@@ -41,6 +42,11 @@ ALTER TABLE alice_flag OWNER TO alice;
 GRANT USAGE, CREATE ON SCHEMA public TO alice;
 -- the dashboard's statements, for the refresh count (5)
 ALTER ROLE alice SET log_statement = 'all';
+-- look-alikes first in alice's search_path, which the dashboard must not read
+CREATE SCHEMA shadow AUTHORIZATION alice;
+CREATE TABLE shadow.jq_jobs (nothing int);
+CREATE TABLE shadow.jq_queues (nothing int);
+ALTER ROLE alice SET search_path = shadow, public;
 });
 
 my $has_progress = $node->safe_psql('postgres',
@@ -138,7 +144,7 @@ is(get('/nothing')->{status}, 404, 'an unknown path: 404');
 $r = get('/api/snapshot');
 is($r->{status}, 200, 'snapshot');
 my $snapshot = decode_json($r->{content})->{snapshot};
-is($snapshot->{role}, 'alice', 'connected as alice');
+is($snapshot->{role}, 'alice', 'connected as alice, through the look-alikes in her search_path');
 is_deeply([ sort map { $_->{queue} } @{ $snapshot->{queues} } ], [ 'mail', 'reports' ],
 	"alice sees her queues, not bob's");
 is_deeply([ map { $_->{id} } @{ $snapshot->{failed} } ], [$failing],
@@ -180,12 +186,32 @@ if ($has_metrics)
 	} grep { length } split /\n/, $r->{content};
 	is_deeply(\@bad, [], 'every line is a comment or a sample');
 	like($r->{content}, qr/^# TYPE jq_\w+ (?:counter|gauge|histogram)$/m, 'with typed jq_ metrics');
+	my %families = $r->{content} =~ /^# TYPE (\w+) (\w+)$/mg;
+	my @unknown = grep {
+		!$families{$_}
+		  && !(/^(\w+)_(?:bucket|sum|count)$/ && ($families{$1} // '') eq 'histogram')
+	} grafana_metrics();
+	is_deeply(\@unknown, [], 'every metric of the Grafana dashboard is served');
 }
 else
 {
 	is($r->{status}, 501, '/metrics without jq_metrics(): 501');
 	like($r->{content}, qr/jq_metrics\(\) does not exist/, 'saying why');
 }
+
+# the metric names in the expressions of the Grafana dashboard
+sub grafana_metrics
+{
+	my $dashboard = decode_json(slurp_file('dashboard/grafana.json'));
+	my %names;
+	for my $panel (@{ $dashboard->{panels} })
+	{
+		$names{$_} = 1 for map { $_->{expr} =~ /\b(jq_\w+)\{/g } @{ $panel->{targets} };
+	}
+	return sort keys %names;
+}
+my @grafana_metrics = grafana_metrics();
+cmp_ok(scalar(@grafana_metrics), '>=', 5, 'the Grafana dashboard reads the metrics');
 
 # 5. one snapshot query per refresh period, whatever the number of pages:
 # five pages polling ten times a second each for two seconds
@@ -201,6 +227,11 @@ my $queries = () = slurp_file($node->logfile, $offset) =~ m{/\* jq_dashboard sna
 cmp_ok($queries, '>=', 1, 'the polls were answered from the database');
 cmp_ok($queries, '<=', int($elapsed) + 1,
 	"$queries snapshot queries for 100 polls in ${elapsed}s: at most one a second");
+# and none while nobody polls
+$offset = -s $node->logfile;
+sleep 2.5;
+$node->safe_psql('postgres', 'SELECT 1');
+unlike(slurp_file($node->logfile, $offset), qr{jq_dashboard snapshot}, 'no query while no page polls');
 
 # 6. the page in headless chromium; the failed job succeeds when run again,
 # now that alice_flag has a row
