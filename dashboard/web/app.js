@@ -79,7 +79,7 @@ function flash(message, isError) {
 function progressCell(p) {
   if (!p) return '';
   const fraction = typeof p.fraction === 'number' ? p.fraction : null;
-  const message = p.message ?? (fraction === null ? JSON.stringify(p) : '');
+  const message = p.message ?? (p.data !== undefined ? JSON.stringify(p.data) : '');
   const cell = el('div', {class: 'progress'});
   if (fraction !== null) {
     const pct = Math.max(0, Math.min(100, Math.round(fraction * 100)));
@@ -171,7 +171,8 @@ function renderFailed(s) {
     el('td', {}, when(j.finished_at)),
     el('td', {}, errorList(j.errors)),
     el('td', {}, button('Retry', 'retry', j.id))));
-  document.getElementById('failed-count').textContent = s.failed.length ? '(' + s.failed.length + ')' : '';
+  document.getElementById('failed-count').textContent =
+    s.failed.length >= 50 ? '(the last 50)' : s.failed.length ? '(' + s.failed.length + ')' : '';
   fill('failed', rows, 'no failed job');
 }
 
@@ -343,7 +344,7 @@ function renderDetail(d) {
     d.group.succeeded + ' succeeded, ' + d.group.failed + ' failed, ' + d.group.running + ' running, of ' + d.group.total + ') ',
     ...d.group_jobs.flatMap((x) => [jobLink(x.id), ' ' + x.state + '  '])) : null;
   const progress = d.running ? d.running.progress : j.progress;
-  document.getElementById('detail-body').replaceChildren(
+  document.getElementById('detail-body').replaceChildren(...[
     el('table', {class: 'fields'}, el('tbody', {},
       field('state', el('span', {class: 'badge ' + j.state, id: 'detail-state'}, j.state)),
       field('queue', j.queue), field('kind', j.kind), field('owner', j.owner),
@@ -361,7 +362,8 @@ function renderDetail(d) {
     el('h3', {}, 'Command'), pre(j.command ?? j.argv),
     j.payload ? el('h3', {}, 'Payload') : null, pre(j.payload),
     j.result ? el('h3', {}, 'Result') : null, pre(j.result),
-    el('h3', {}, 'Errors, per attempt'), (j.errors || []).length ? attempts : el('p', {}, 'none'));
+    el('h3', {}, 'Errors, per attempt'), (j.errors || []).length ? attempts : el('p', {}, 'none'),
+  ].filter((c) => c !== null));
 }
 
 async function openDetail(id) {

@@ -151,7 +151,23 @@ is_deeply([ map { $_->{id} } @{ $snapshot->{failed} } ], [$failing],
 	"alice sees her failed job, not bob's");
 is_deeply([ map { $_->{id} } @{ $snapshot->{running} } ], [$running], 'and her running job');
 is(get("/api/job?id=$bobs")->{status}, 404, "bob's job has no detail for alice");
-is(get("/api/job?id=$failing")->{status}, 200, "alice's job has");
+$r = get("/api/job?id=$failing");
+is($r->{status}, 200, "alice's job has");
+my $detail = decode_json($r->{content});
+is_deeply([ $detail->{job}{command}, $detail->{job}{payload}, $detail->{job}{state},
+		$detail->{job}{errors}[0]{message} ],
+	[ 'SELECT 1 / (SELECT count(*)::int FROM alice_flag)', { to => 'ada@example.com' }, 'failed',
+		'division by zero' ],
+	'the detail: command, payload, state, errors');
+my %group = split /[|\n]/, psql_as('alice', q{SELECT name, id FROM jq_enqueue_group('[
+	{"name": "first", "command": "SELECT 1", "queue": "mail"},
+	{"name": "second", "command": "SELECT 2", "queue": "mail", "depends_on": ["first"]}]',
+	name => 'pair')});
+$detail = decode_json(get("/api/job?id=$group{second}")->{content});
+is_deeply([ map { $_->{id} } @{ $detail->{dependencies} } ], [ $group{first} ], 'its dependencies');
+is($detail->{group}{name}, 'pair', 'its group');
+is_deeply([ map { $_->{id} } @{ $detail->{group_jobs} } ], [ sort { $a <=> $b } values %group ],
+	"and the group's jobs");
 is(get('/api/job?id=1;drop')->{status}, 400, 'a job id must be digits');
 $r = post("/api/retry?id=$bobs", 'X-CSRF-Token' => $token);
 is($r->{status}, 403, "alice cannot retry bob's job");
