@@ -11,11 +11,16 @@ OBJS = \
 	src/job_run.o \
 	src/queue_settings.o \
 	src/launcher.o \
+	src/monitor.o \
+	src/progress.o \
 	src/scheduler.o \
 	src/shell_job.o \
 	src/shell_run.o \
 	src/shmem.o \
+	src/stats.o \
+	src/stats_report.o \
 	src/utility.o \
+	src/wait.o \
 	src/wakeup.o
 
 # the install script is built from the parts in sql/install, in name order;
@@ -47,7 +52,7 @@ sql/$(EXTENSION)--1.0.sql: $(INSTALL_PARTS)
 	cat $^ > $@
 
 # every object depends on the shared header
-$(OBJS): src/job_queue.h src/shell_run.h
+$(OBJS): src/job_queue.h src/shell_run.h src/monitor.h
 
 # the TAP tests' shared module
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
