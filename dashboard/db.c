@@ -18,11 +18,11 @@
  * The connection acts with the rights of the role it logs in as: the page
  * shows the jobs that role sees in jq_jobs and retries and cancels only
  * what jq_retry and jq_cancel let it; of the queues of other roles' jobs
- * it lists only those with settings (jq_queues shows them to everyone).  Names are resolved in the
- * extension's schema, found once per connection, after pg_catalog: the
- * role's search_path plays no part.  The per-queue figures come from the
- * jq_stats and jq_running views where the extension has them, else from
- * jq_jobs (which scans the backlog).
+ * it lists only those with settings (jq_queues shows them to everyone).
+ * Names are resolved in the extension's schema, found once per
+ * connection, after pg_catalog: the role's search_path plays no part.  The
+ * per-queue figures and the running jobs come from jq_stats and
+ * jq_running, which read counters and progress in shared memory.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,11 +43,6 @@ static PGconn *db_conn;
 static char *db_dsn;
 static int	db_refresh_ms;
 
-/* what this connection's extension has, found when connecting */
-static bool db_has_stats;
-static bool db_has_running;
-static bool db_has_metrics;
-
 /* the last snapshot, its HTTP status and when it was taken */
 static PQExpBufferData db_cache;
 static int	db_cache_status;
@@ -59,73 +54,29 @@ static int	db_sample_count;
 
 /*
  * Once per connection: names resolve in the extension's schema (after
- * pg_catalog, so that nothing there can be shadowed), a statement that
- * hangs is stopped, and which of the monitoring objects exist.
+ * pg_catalog, so that nothing there can be shadowed), and a statement that
+ * hangs is stopped.
  */
 static const char db_setup_sql[] =
 "SELECT pg_catalog.set_config('search_path', "
 "         'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(n.nspname) "
 "         OPERATOR(pg_catalog.||) ', pg_temp', false), "
-"       pg_catalog.set_config('statement_timeout', '10s', false), "
-"       EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid "
-"               AND c.relname OPERATOR(pg_catalog.=) 'jq_stats'), "
-"       EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid "
-"               AND c.relname OPERATOR(pg_catalog.=) 'jq_running'), "
-"       EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid "
-"               AND p.proname OPERATOR(pg_catalog.=) 'jq_metrics') "
+"       pg_catalog.set_config('statement_timeout', '10s', false) "
 "FROM pg_catalog.pg_extension e "
 "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
 "WHERE e.extname OPERATOR(pg_catalog.=) 'job_queue'";
 
-/* per queue and a total row (queue IS NULL): from jq_stats */
-static const char db_stats_view[] =
-"SELECT queue, waiting, scheduled, ready, running, retrying, oldest_ready_age, "
-"       succeeded_1m, failed_1m, retried_1m, timed_out_1m, succeeded_1h, failed_1h, "
-"       pickup_p95_1m, run_p95_1m "
-"FROM jq_stats";
-
-/* the same from jq_jobs, for an extension without jq_stats: scans the backlog */
-static const char db_stats_jobs[] =
-"SELECT j.queue, "
-"       count(*) FILTER (WHERE j.state = 'waiting') AS waiting, "
-"       count(*) FILTER (WHERE j.state = 'scheduled') AS scheduled, "
-"       count(*) FILTER (WHERE j.state = 'ready') AS ready, "
-"       count(*) FILTER (WHERE j.state = 'running') AS running, "
-"       count(*) FILTER (WHERE j.state = 'retrying') AS retrying, "
-"       now() - min(j.run_at) FILTER (WHERE j.state = 'ready') AS oldest_ready_age, "
-"       count(*) FILTER (WHERE j.state = 'succeeded' AND j.finished_at > now() - interval '1 minute') AS succeeded_1m, "
-"       count(*) FILTER (WHERE j.state = 'failed' AND j.finished_at > now() - interval '1 minute') AS failed_1m, "
-"       NULL::bigint AS retried_1m, NULL::bigint AS timed_out_1m, "
-"       count(*) FILTER (WHERE j.state = 'succeeded') AS succeeded_1h, "
-"       count(*) FILTER (WHERE j.state = 'failed') AS failed_1h, "
-"       percentile_cont(0.95) WITHIN GROUP (ORDER BY j.started_at - j.run_at) "
-"         FILTER (WHERE j.finished_at > now() - interval '1 minute') AS pickup_p95_1m, "
-"       percentile_cont(0.95) WITHIN GROUP (ORDER BY j.finished_at - j.started_at) "
-"         FILTER (WHERE j.finished_at > now() - interval '1 minute') AS run_p95_1m "
-"FROM jq_jobs j "
-"WHERE j.finished_at IS NULL OR j.finished_at > now() - interval '1 hour' "
-"GROUP BY GROUPING SETS ((j.queue), ())";
-
-/* running jobs: from jq_running, with their progress */
-static const char db_running_view[] =
-"SELECT id, queue, kind, left(command, 300) AS command, owner, executor_pid, lease_owner, "
-"       started_at, attempt, max_attempts, progress, progress_at "
-"FROM jq_running";
-
-/* the same from jq_jobs, without progress */
-static const char db_running_jobs[] =
-"SELECT id, queue, kind, left(command, 300) AS command, owner, NULL::integer AS executor_pid, "
-"       lease_owner, started_at, attempts AS attempt, max_attempts, NULL::jsonb AS progress, "
-"       NULL::timestamptz AS progress_at "
-"FROM jq_jobs WHERE state = 'running'";
-
 /*
  * The snapshot: the page as one JSON document, and the sample for the
- * charts.  %s: the stats query, the running query.
+ * charts.
  */
 static const char db_snapshot_sql[] =
 "/* jq_dashboard snapshot */ "
-"WITH s AS MATERIALIZED (%s), "
+"WITH s AS MATERIALIZED ("
+"  SELECT queue, waiting, scheduled, ready, running, retrying, oldest_ready_age, "
+"         succeeded_1m, failed_1m, retried_1m, timed_out_1m, succeeded_1h, failed_1h, "
+"         pickup_p95_1m, run_p95_1m "
+"  FROM jq_stats), "
 "q AS (SELECT coalesce(s.queue, c.queue) AS queue, "
 "             coalesce(c.paused, false) AS paused, coalesce(c.external_only, false) AS external_only, "
 "             c.concurrency, c.max_ready, c.rate_limit, extract(epoch FROM c.rate_period) AS rate_period, "
@@ -146,10 +97,11 @@ static const char db_snapshot_sql[] =
 "    'time', extract(epoch FROM now()), "
 "    'role', current_user, "
 "    'admin', pg_has_role('jq_admin', 'USAGE'), "
-"    'source', %s, "
 "    'queues', (SELECT coalesce(json_agg(q ORDER BY q.queue), '[]') FROM q), "
 "    'running', (SELECT coalesce(json_agg(r ORDER BY r.started_at, r.id), '[]') "
-"                FROM (%s ORDER BY started_at, id LIMIT 200) r), "
+"                FROM (SELECT id, queue, kind, left(command, 300) AS command, owner, executor_pid, "
+"                             lease_owner, started_at, attempt, max_attempts, progress, progress_at "
+"                      FROM jq_running ORDER BY started_at, id LIMIT 200) r), "
 "    'failed', (SELECT coalesce(json_agg(f ORDER BY f.finished_at DESC), '[]') "
 "               FROM (SELECT id, queue, kind, left(command, 300) AS command, owner, attempts, "
 "                            max_attempts, created_at, finished_at, errors "
@@ -171,7 +123,7 @@ static const char db_snapshot_sql[] =
 "            s.succeeded_1m, s.failed_1m, extract(epoch FROM s.pickup_p95_1m), "
 "            extract(epoch FROM s.run_p95_1m))) FROM s))::text";
 
-/* a job and what it is tied to; %s: its running row (progress) */
+/* a job and what it is tied to, with its progress while it runs */
 static const char db_job_sql[] =
 "/* jq_dashboard job */ "
 "SELECT json_build_object("
@@ -183,7 +135,7 @@ static const char db_job_sql[] =
 "  'group_jobs', (SELECT coalesce(json_agg(m ORDER BY m.id), '[]') "
 "                 FROM (SELECT m.id, m.queue, m.state FROM jq_jobs m "
 "                       WHERE m.group_id = j.group_id ORDER BY m.id LIMIT 100) m), "
-"  'running', %s"
+"  'running', (SELECT to_json(r) FROM jq_running r WHERE r.id = j.id)"
 ")::text "
 "FROM jq_jobs j WHERE j.id = $1::bigint";
 
@@ -273,22 +225,9 @@ db_open(PQExpBuffer body)
 		db_conn = NULL;
 		return false;
 	}
-	db_has_stats = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
-	db_has_running = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-	db_has_metrics = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
 	PQclear(res);
-	dash_log("connected to database \"%s\" as \"%s\"%s", PQdb(db_conn), PQuser(db_conn),
-			 db_has_stats ? "" : " (no jq_stats: queue figures are counted in jq_jobs)");
+	dash_log("connected to database \"%s\" as \"%s\"", PQdb(db_conn), PQuser(db_conn));
 	return true;
-}
-
-/* Whether the connection is up, opened again if it was lost. */
-static bool
-db_ensure(PQExpBuffer body)
-{
-	if (db_conn != NULL && PQstatus(db_conn) == CONNECTION_OK)
-		return true;
-	return db_open(body);
 }
 
 /*
@@ -302,7 +241,7 @@ db_exec(const char *sql, int nparams, const char *const *params, PQExpBuffer bod
 {
 	PGresult   *res;
 
-	if (!db_ensure(body))
+	if ((db_conn == NULL || PQstatus(db_conn) != CONNECTION_OK) && !db_open(body))
 	{
 		*status = 503;
 		return NULL;
@@ -359,21 +298,9 @@ db_add_sample(double time, const char *json)
 static void
 db_refresh(void)
 {
-	PQExpBufferData sql;
 	PGresult   *res;
 
-	if (!db_ensure(&db_cache))
-	{
-		db_cache_status = 503;
-		return;
-	}
-	initPQExpBuffer(&sql);
-	appendPQExpBuffer(&sql, db_snapshot_sql,
-					  db_has_stats ? db_stats_view : db_stats_jobs,
-					  db_has_stats ? "'jq_stats'" : "'jq_jobs'",
-					  db_has_running ? db_running_view : db_running_jobs);
-	res = db_exec(sql.data, 0, NULL, &db_cache, &db_cache_status);
-	termPQExpBuffer(&sql);
+	res = db_exec(db_snapshot_sql, 0, NULL, &db_cache, &db_cache_status);
 	if (res == NULL)
 		return;
 	resetPQExpBuffer(&db_cache);
@@ -423,13 +350,10 @@ db_snapshot(double since, PQExpBuffer body)
 int
 db_job(const char *id, PQExpBuffer body)
 {
-	char		sql[sizeof(db_job_sql) + 128];
 	PGresult   *res;
 	int			status;
 
-	snprintf(sql, sizeof(sql), db_job_sql,
-			 db_has_running ? "(SELECT to_json(r) FROM jq_running r WHERE r.id = j.id)" : "NULL::json");
-	res = db_exec(sql, 1, &id, body, &status);
+	res = db_exec(db_job_sql, 1, &id, body, &status);
 	if (res == NULL)
 		return status;
 	if (PQntuples(res) == 0)
@@ -468,22 +392,13 @@ db_action(const char *action, const char *id, PQExpBuffer body)
 	return 200;
 }
 
-/* SELECT jq_metrics(): Prometheus text, or an error message as text. */
+/* SELECT jq_metrics(): Prometheus text, or the error. */
 int
 db_metrics(PQExpBuffer body)
 {
 	PGresult   *res;
 	int			status;
 
-	if (!db_ensure(body))
-		return 503;
-	if (!db_has_metrics)
-	{
-		resetPQExpBuffer(body);
-		appendPQExpBufferStr(body, "jq_metrics() does not exist in this database: "
-							 "update the extension job_queue\n");
-		return 501;
-	}
 	res = db_exec("/* jq_dashboard metrics */ SELECT jq_metrics()", 0, NULL, body, &status);
 	if (res == NULL)
 		return status;

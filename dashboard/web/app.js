@@ -290,8 +290,7 @@ async function poll() {
     if (samples.length > MAX_SAMPLES) samples = samples.slice(-MAX_SAMPLES);
     render();
     const status = document.getElementById('status');
-    status.textContent = 'live · ' + new Date(snapshot.time * 1000).toLocaleTimeString() +
-      (snapshot.source === 'jq_jobs' ? ' · counted in jq_jobs' : '');
+    status.textContent = 'live · ' + new Date(snapshot.time * 1000).toLocaleTimeString();
     status.className = 'status live';
   } catch (e) {
     const status = document.getElementById('status');

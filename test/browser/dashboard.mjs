@@ -43,15 +43,9 @@ async function run() {
   await page.locator(`#queues tr[data-queue="${env.DASH_QUEUE}"]`).waitFor();
   console.log('ok ' + step);
 
-  // an extension without jq_progress has no progress to show
-  const running = page.locator(`#running tr[data-job-id="${env.DASH_RUNNING_ID}"]`);
-  if (env.DASH_PROGRESS) {
-    step = `see running job ${env.DASH_RUNNING_ID} with progress "${env.DASH_PROGRESS}"`;
-    await running.locator('.progress-cell', { hasText: env.DASH_PROGRESS }).waitFor();
-  } else {
-    step = `see running job ${env.DASH_RUNNING_ID}`;
-    await running.waitFor();
-  }
+  step = `see running job ${env.DASH_RUNNING_ID} with progress "${env.DASH_PROGRESS}"`;
+  await page.locator(`#running tr[data-job-id="${env.DASH_RUNNING_ID}"] .progress-cell`,
+                     { hasText: env.DASH_PROGRESS }).waitFor();
   console.log('ok ' + step);
 
   step = 'draw the charts';

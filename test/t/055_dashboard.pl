@@ -49,22 +49,17 @@ CREATE TABLE shadow.jq_queues (nothing int);
 ALTER ROLE alice SET search_path = shadow, public;
 });
 
-my $has_progress = $node->safe_psql('postgres',
-	q{SELECT to_regprocedure('jq_progress(double precision, text, jsonb, bigint, integer)') IS NOT NULL}) eq 't';
-my $has_metrics = $node->safe_psql('postgres',
-	q{SELECT to_regprocedure('jq_metrics()') IS NOT NULL}) eq 't';
-
 sub psql_as
 {
 	my ($role, $sql) = @_;
 	return $node->safe_psql('postgres', "SET ROLE $role; $sql");
 }
 
-# alice's jobs: one that runs long (reporting progress when the extension
-# can), one that fails until alice_flag has a row; bob's: one that fails
-my $progress_sql = $has_progress ? q{SELECT jq_progress(0.42, 'halfway there'); } : '';
+# alice's jobs: one that reports progress and runs long, one that fails
+# until alice_flag has a row; bob's: one that fails
 my $running = psql_as('alice',
-	"SELECT jq_enqueue(\$\$${progress_sql}SELECT pg_sleep(600)\$\$, queue => 'reports')");
+	q{SELECT jq_enqueue($$SELECT jq_progress(0.42, 'halfway there'); SELECT pg_sleep(600)$$,
+	                    queue => 'reports')});
 my $failing = psql_as('alice',
 	q{SELECT jq_enqueue('SELECT 1 / (SELECT count(*)::int FROM alice_flag)', queue => 'mail',
 	                    max_attempts => 1, payload => '{"to": "ada@example.com"}')});
@@ -187,33 +182,27 @@ is($node->safe_psql('postgres', "SELECT state FROM jq_jobs WHERE id = $running")
 
 # 4. /metrics
 $r = get('/metrics');
-if ($has_metrics)
-{
-	is($r->{status}, 200, '/metrics');
-	like($r->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'in Prometheus text format');
-	my $name = qr/[a-zA-Z_:][a-zA-Z0-9_:]*/;
-	my $labels = qr/\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\}/;
-	my $value = qr/(?:[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[+-]Inf)/;
-	my @bad = grep {
-		!/^# HELP $name .*$/
-		  && !/^# TYPE $name (?:counter|gauge|histogram|summary|untyped)$/
-		  && !/^#(?! (?:HELP|TYPE) )/
-		  && !/^$name$labels? $value(?: -?\d+)?$/
-	} grep { length } split /\n/, $r->{content};
-	is_deeply(\@bad, [], 'every line is a comment or a sample');
-	like($r->{content}, qr/^# TYPE jq_\w+ (?:counter|gauge|histogram)$/m, 'with typed jq_ metrics');
-	my %families = $r->{content} =~ /^# TYPE (\w+) (\w+)$/mg;
-	my @unknown = grep {
-		!$families{$_}
-		  && !(/^(\w+)_(?:bucket|sum|count)$/ && ($families{$1} // '') eq 'histogram')
-	} grafana_metrics();
-	is_deeply(\@unknown, [], 'every metric of the Grafana dashboard is served');
-}
-else
-{
-	is($r->{status}, 501, '/metrics without jq_metrics(): 501');
-	like($r->{content}, qr/jq_metrics\(\) does not exist/, 'saying why');
-}
+is($r->{status}, 200, '/metrics');
+like($r->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'in Prometheus text format');
+my $name = qr/[a-zA-Z_:][a-zA-Z0-9_:]*/;
+my $labels = qr/\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\}/;
+my $value = qr/(?:[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[+-]Inf)/;
+my @bad = grep {
+	!/^# HELP $name .*$/
+	  && !/^# TYPE $name (?:counter|gauge|histogram|summary|untyped)$/
+	  && !/^#(?! (?:HELP|TYPE) )/
+	  && !/^$name$labels? $value(?: -?\d+)?$/
+} grep { length } split /\n/, $r->{content};
+is_deeply(\@bad, [], 'every line is a comment or a sample');
+like($r->{content}, qr/^# TYPE jq_\w+ (?:counter|gauge|histogram)$/m, 'with typed jq_ metrics');
+like($r->{content}, qr/^jq_jobs\{database="postgres",queue="reports",state="running"\} 1$/m,
+	'counting the running job');
+my %families = $r->{content} =~ /^# TYPE (\w+) (\w+)$/mg;
+my @unknown = grep {
+	!$families{$_}
+	  && !(/^(\w+)_(?:bucket|sum|count)$/ && ($families{$1} // '') eq 'histogram')
+} grafana_metrics();
+is_deeply(\@unknown, [], 'every metric of the Grafana dashboard is served');
 
 # the metric names in the expressions of the Grafana dashboard
 sub grafana_metrics
@@ -254,7 +243,7 @@ unlike(slurp_file($node->logfile, $offset), qr{jq_dashboard snapshot}, 'no query
 $node->safe_psql('postgres', 'INSERT INTO alice_flag VALUES (1)');
 my $out = $PostgreSQL::Test::Utils::log_path;
 my $browser = `DASH_URL='$base/' DASH_USER=ops DASH_PASSWORD='s3cret pass' DASH_QUEUE=reports \\
-	DASH_RUNNING_ID=$running DASH_PROGRESS='@{[$has_progress ? 'halfway there' : '']}' \\
+	DASH_RUNNING_ID=$running DASH_PROGRESS='halfway there' \\
 	DASH_FAILED_ID=$failing DASH_OUTPUT='$out' node test/browser/dashboard.mjs 2>&1`;
 my $browser_status = $?;
 for my $line (split /\n/, $browser)
