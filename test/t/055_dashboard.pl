@@ -14,7 +14,8 @@
 #     progress; Retry on a failed job runs it again and the page shows it
 #     succeeded; the job's detail lists the error of its first attempt;
 #     screenshots are saved in the test's log directory;
-#  7. SIGTERM stops it.
+#  7. it survives a restart of the server;
+#  8. SIGTERM stops it.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -273,7 +274,17 @@ is($r->{status}, 200, 'cancel with the token');
 $node->poll_query_until('postgres', "SELECT state = 'cancelled' FROM jq_jobs WHERE id = $running")
   or fail('the running job was not cancelled');
 
-# 7. SIGTERM
+# 7. the server restarts: the page is told the database cannot be reached,
+# then the dashboard connects again
+$node->stop('fast');
+sleep 1.1;    # past the refresh period of the cached snapshot
+$r = get('/api/snapshot');
+is($r->{status}, 503, 'the server down: 503');
+ok(exists decode_json($r->{content})->{error}, 'with the error');
+$node->start;
+ok(wait_until(sub { get('/api/snapshot')->{status} == 200 }), 'the server back: the snapshot again');
+
+# 8. SIGTERM
 kill 'TERM', $pid;
 my $deadline = time + 30;
 my $exited;
