@@ -113,10 +113,9 @@ wait_plan(SPIPlanPtr *plan, const char *sql, int nargs)
 
 /* Raise unless every job exists and the caller may see it. */
 static void
-wait_check_jobs(Datum ids)
+wait_check_jobs(Datum ids, Oid caller)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			caller = GetUserId();
 	Datum		args[3] = {ids, ObjectIdGetDatum(caller),
 	BoolGetDatum(jq_monitor_sees_all(caller))};
 	char		nulls[3] = {' ', ' ', ' '};
@@ -199,7 +198,7 @@ wait_for(FunctionCallInfo fcinfo, Datum ids, ConditionVariable *cv)
 
 	SPI_connect();
 	jq_as_owner(&ctx);
-	wait_check_jobs(ids);
+	wait_check_jobs(ids, ctx.saved_userid);
 	for (;;)
 	{
 		long		timeout_ms = -1;

@@ -1,11 +1,12 @@
 #!/bin/bash
 # Install what job_queue needs to build and test on Debian: PostgreSQL 15
-# server and headers, a compiler, and the Perl modules of the TAP tests;
-# for jq_dashboard, libmicrohttpd, and for its browser test chromium and
-# (from the npm registry) playwright-core.
+# server and headers, a compiler, the Perl modules of the TAP tests, and the
+# Prometheus parser that checks the output of jq_metrics; for jq_dashboard,
+# libmicrohttpd, and for its browser test chromium and (from the npm
+# registry) playwright-core.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-pkgs="postgresql-15 postgresql-server-dev-15 postgresql-contrib build-essential libipc-run-perl"
+pkgs="postgresql-15 postgresql-server-dev-15 postgresql-contrib build-essential libipc-run-perl python3-prometheus-client"
 pkgs="$pkgs libmicrohttpd-dev chromium"
 command -v npm >/dev/null || pkgs="$pkgs nodejs npm"
 missing=""

@@ -21,7 +21,7 @@ RETURNS interval
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT greatest(p_retention / 8, interval '1 minute')
+	SELECT greatest(p_retention / 8, interval '1 second')
 $$;
 
 -- the partitions of jq.job_history and their bounds, oldest first
@@ -76,11 +76,11 @@ DECLARE
 	pruned bigint;
 	deleted bigint;
 BEGIN
-	-- partitions up to at least one width ahead
+	-- partitions up to at least two widths ahead
 	SELECT extract(epoch FROM max(p.upper))::bigint INTO lo FROM jq._history_partitions() p;
 	lo := greatest(lo, now_s / width_s * width_s);
 	BEGIN
-		WHILE lo < now_s + width_s LOOP
+		WHILE lo < now_s + 2 * width_s LOOP
 			-- rows the default partition got for this stretch stay there
 			lo := greatest(lo, (SELECT floor(extract(epoch FROM max(d.finished_at)))::bigint + 1
 								FROM jq.job_history_default d
