@@ -89,22 +89,40 @@ http_equal(const char *a, const char *b)
 	return diff == 0;
 }
 
+/*
+ * The request carries the basic auth user and password.  libmicrohttpd
+ * 0.9.77 replaced the functions of basic auth (the old ones are deprecated).
+ */
 static bool
 http_authorized(struct MHD_Connection *conn)
 {
-	char	   *password = NULL;
-	char	   *user;
 	bool		ok;
 
 	if (http_opts->user == NULL)
 		return true;
-	user = MHD_basic_auth_get_username_password(conn, &password);
-	ok = user != NULL && password != NULL &&
-		http_equal(user, http_opts->user) & http_equal(password, http_opts->password);
-	if (user)
-		MHD_free(user);
-	if (password)
-		MHD_free(password);
+#if MHD_VERSION >= 0x00097701
+	{
+		struct MHD_BasicAuthInfo *info = MHD_basic_auth_get_username_password3(conn);
+
+		ok = info != NULL && info->username != NULL && info->password != NULL &&
+			http_equal(info->username, http_opts->user) &
+			http_equal(info->password, http_opts->password);
+		if (info)
+			MHD_free(info);
+	}
+#else
+	{
+		char	   *password = NULL;
+		char	   *user = MHD_basic_auth_get_username_password(conn, &password);
+
+		ok = user != NULL && password != NULL &&
+			http_equal(user, http_opts->user) & http_equal(password, http_opts->password);
+		if (user)
+			MHD_free(user);
+		if (password)
+			MHD_free(password);
+	}
+#endif
 	return ok;
 }
 
@@ -262,7 +280,11 @@ http_handle(void *cls, struct MHD_Connection *conn, const char *url, const char 
 											   MHD_RESPMEM_PERSISTENT);
 		if (resp == NULL)
 			return MHD_NO;
+#if MHD_VERSION >= 0x00097701
+		ret = MHD_queue_basic_auth_required_response3(conn, "job_queue dashboard", MHD_YES, resp);
+#else
 		ret = MHD_queue_basic_auth_fail_response(conn, "job_queue dashboard", resp);
+#endif
 		MHD_destroy_response(resp);
 		return ret;
 	}
