@@ -62,10 +62,11 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 demo:
 	test/demo.sh
 
-# figures for the README's performance table: the server, then jq_worker
+# figures for the README's performance table: the server, jq_worker, then monitoring
 bench:
 	test/bench/bench.sh
 	test/bench/worker.sh
+	test/bench/monitor.sh
 
 # the programs built and installed with the extension: jq_worker, the
 # external worker, and jq_dashboard, the web dashboard; goal dir-target runs

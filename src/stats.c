@@ -110,6 +110,7 @@ typedef struct Delta
 static MemoryContext stats_delta_cxt = NULL;
 static HTAB *stats_deltas = NULL;
 static uint64 stats_wake_mask = 0;	/* jq_wait's condition variables to wake */
+static bool stats_truncated = false;	/* the transaction emptied jq.job */
 
 /* ------------------------------------------------------------------------
  * Shared memory
@@ -442,6 +443,21 @@ stats_counts_empty(const JqCounts *c)
 	return true;
 }
 
+/* Zero the counts of jobs of the current database.  Caller holds the lock. */
+static void
+stats_zero_gauges(void)
+{
+	HASH_SEQ_STATUS seq;
+	StatsEntry *e;
+
+	hash_seq_init(&seq, stats_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->key.dboid == MyDatabaseId)
+			memset(e->gauges, 0, sizeof(e->gauges));
+	}
+}
+
 /*
  * Add the transaction's deltas to shared memory.  Runs in a commit
  * callback: it must not fail, so an entry that cannot be had is counted
@@ -455,8 +471,11 @@ stats_apply(void)
 	int64		secs = stats_epoch_secs(GetCurrentTimestamp());
 
 	LWLockAcquire(stats_shared->lock, LW_EXCLUSIVE);
-	hash_seq_init(&seq, stats_deltas);
-	while ((d = hash_seq_search(&seq)) != NULL)
+	if (stats_truncated)
+		stats_zero_gauges();
+	if (stats_deltas != NULL)
+		hash_seq_init(&seq, stats_deltas);
+	while (stats_deltas != NULL && (d = hash_seq_search(&seq)) != NULL)
 	{
 		StatsKey	key;
 		StatsEntry *e;
@@ -490,6 +509,7 @@ stats_forget(void)
 {
 	stats_deltas = NULL;
 	stats_wake_mask = 0;
+	stats_truncated = false;
 	if (stats_delta_cxt)
 		MemoryContextReset(stats_delta_cxt);
 }
@@ -502,7 +522,7 @@ stats_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
-			if (stats_deltas != NULL && stats_shared != NULL)
+			if ((stats_deltas != NULL || stats_truncated) && stats_shared != NULL)
 				stats_apply();
 			if (stats_wake_mask != 0)
 				jq_wait_wake(stats_wake_mask);
@@ -583,9 +603,28 @@ jq_stats_xact_init(void)
 static void
 stats_check_trigger(FunctionCallInfo fcinfo, const char *name)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_FOR_ROW(((TriggerData *) fcinfo->context)->tg_event))
-		elog(ERROR, "%s must be called as a row trigger", name);
+	TriggerEvent event;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "%s must be called as a trigger", name);
+	event = ((TriggerData *) fcinfo->context)->tg_event;
+	if (!TRIGGER_FIRED_FOR_ROW(event) && !TRIGGER_FIRED_BY_TRUNCATE(event))
+		elog(ERROR, "%s must be called as a row or truncate trigger", name);
+}
+
+/* TRUNCATE jq.job: the counts of jobs start again from zero at commit. */
+static void
+stats_truncate(void)
+{
+	HASH_SEQ_STATUS seq;
+	Delta	   *d;
+
+	stats_truncated = true;
+	if (stats_deltas == NULL)
+		return;
+	hash_seq_init(&seq, stats_deltas);
+	while ((d = hash_seq_search(&seq)) != NULL)
+		memset(d->gauges, 0, sizeof(d->gauges));
 }
 
 PG_FUNCTION_INFO_V1(jq_stats_job_trigger);
@@ -593,7 +632,8 @@ PG_FUNCTION_INFO_V1(jq_stats_job_trigger);
 /*
  * AFTER INSERT, UPDATE OF state, run_at, attempts, and DELETE on jq.job:
  * moves the job between gauges; a claim adds a pickup latency, a failed
- * attempt that will be retried a retry and its run time.
+ * attempt that will be retried a retry and its run time.  AFTER TRUNCATE
+ * (for each statement): every count starts again from zero.
  */
 Datum
 jq_stats_job_trigger(PG_FUNCTION_ARGS)
@@ -611,6 +651,11 @@ jq_stats_job_trigger(PG_FUNCTION_ARGS)
 	stats_check_trigger(fcinfo, "jq_stats_job_trigger");
 	if (stats_shared == NULL)
 		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		stats_truncate();
+		return PointerGetDatum(NULL);
+	}
 
 	stats_columns(&cols, td->tg_relation);
 	desc = RelationGetDescr(td->tg_relation);
@@ -833,7 +878,6 @@ jq_stats_recount(void)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		HASH_SEQ_STATUS seq;
 		StatsEntry *e;
 		uint64		n;
 
@@ -850,12 +894,7 @@ jq_stats_recount(void)
 		n = SPI_processed;
 
 		LWLockAcquire(stats_shared->lock, LW_EXCLUSIVE);
-		hash_seq_init(&seq, stats_hash);
-		while ((e = hash_seq_search(&seq)) != NULL)
-		{
-			if (e->key.dboid == MyDatabaseId)
-				memset(e->gauges, 0, sizeof(e->gauges));
-		}
+		stats_zero_gauges();
 		for (uint64 i = 0; i < n; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];

@@ -25,6 +25,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -53,55 +54,67 @@ static const char *const report_due_sql =
 "GROUP BY j.queue";
 
 /*
- * The first ready job of a queue ($1) in claim order at priority $3 or
- * later, among its limited ($2) or other jobs: its run_at is the oldest of
- * its priority
+ * When the oldest ready job of each queue ($1) became due: the first ready
+ * job in claim order of each priority is the oldest of its priority, and
+ * the claim index yields it, and then the next priority, in one probe each.
+ * $2: owner, $3: every owner.
  */
-static const char *const report_head_sql =
-"SELECT j.priority, j.run_at FROM jq.job j "
-"WHERE j.queue OPERATOR(pg_catalog.=) $1 COLLATE pg_catalog.\"C\" AND j.limited = $2 "
-"  AND j.state = 'ready' AND j.priority >= $3 "
-"  AND (j.owner OPERATOR(pg_catalog.=) $4 OR $5) "
-"ORDER BY j.priority, j.run_at, j.id LIMIT 1";
+static const char *const report_oldest_sql =
+"WITH RECURSIVE head AS ( "
+"	SELECT q.queue, l.limited, h.priority, h.run_at "
+"	FROM pg_catalog.unnest($1) AS q(queue) "
+"	CROSS JOIN (VALUES (false), (true)) AS l(limited) "
+"	CROSS JOIN LATERAL (SELECT j.priority, j.run_at FROM jq.job j "
+"		WHERE j.queue OPERATOR(pg_catalog.=) q.queue COLLATE pg_catalog.\"C\" "
+"		  AND j.limited = l.limited AND j.state = 'ready' "
+"		  AND (j.owner OPERATOR(pg_catalog.=) $2 OR $3) "
+"		ORDER BY j.priority, j.run_at, j.id LIMIT 1) h "
+"	UNION ALL "
+"	SELECT hd.queue, hd.limited, h.priority, h.run_at "
+"	FROM head hd "
+"	CROSS JOIN LATERAL (SELECT j.priority, j.run_at FROM jq.job j "
+"		WHERE j.queue OPERATOR(pg_catalog.=) hd.queue COLLATE pg_catalog.\"C\" "
+"		  AND j.limited = hd.limited AND j.state = 'ready' "
+"		  AND j.priority OPERATOR(pg_catalog.>) hd.priority "
+"		  AND (j.owner OPERATOR(pg_catalog.=) $2 OR $3) "
+"		ORDER BY j.priority, j.run_at, j.id LIMIT 1) h "
+") "
+"SELECT hd.queue, pg_catalog.min(hd.run_at) FILTER (WHERE hd.run_at <= pg_catalog.now()) "
+"FROM head hd GROUP BY hd.queue";
 
-/* When the oldest ready job of a queue became due, or 0. */
-static TimestampTz
-report_oldest_ready(const char *queue, Datum owner, Datum all)
+/* Fill in the oldest ready job of each queue row (all but the last). */
+static void
+report_oldest_ready(ReportRow *rows, int n, Datum owner, Datum all)
 {
 	static SPIPlanPtr plan = NULL;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	TimestampTz oldest = 0;
+	Datum	   *queues = palloc(sizeof(Datum) * Max(n - 1, 1));
+	Datum		args[3];
 
 	if (plan == NULL)
 	{
-		Oid			types[5] = {TEXTOID, BOOLOID, INT4OID, OIDOID, BOOLOID};
+		Oid			types[3] = {TEXTARRAYOID, OIDOID, BOOLOID};
 
-		plan = jq_prepare(report_head_sql, 5, types);
+		plan = jq_prepare(report_oldest_sql, 3, types);
 	}
-	for (int limited = 0; limited < 2; limited++)
+	for (int i = 0; i < n - 1; i++)
+		queues[i] = CStringGetTextDatum(rows[i].stats->queue);
+	args[0] = PointerGetDatum(construct_array(queues, n - 1, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = owner;
+	args[2] = all;
+	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the claim index");
+	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		int64		priority = PG_INT32_MIN;
+		char	   *queue = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		Datum		oldest = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
 
-		while (priority <= PG_INT32_MAX)
+		for (int i = 0; i < n - 1 && !isnull; i++)
 		{
-			Datum		args[5] = {CStringGetTextDatum(queue), BoolGetDatum(limited),
-			Int32GetDatum((int32) priority), owner, all};
-			bool		isnull;
-			TimestampTz run_at;
-
-			if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not read the claim index of queue \"%s\"", queue);
-			if (SPI_processed == 0)
-				break;
-			priority = (int64) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 1, &isnull)) + 1;
-			run_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 2, &isnull));
-			if (run_at <= now && (oldest == 0 || run_at < oldest))
-				oldest = run_at;
+			if (strcmp(rows[i].stats->queue, queue) == 0)
+				rows[i].oldest_ready = DatumGetTimestampTz(oldest);
 		}
 	}
-	return oldest;
 }
 
 /*
@@ -164,9 +177,9 @@ report_collect(ReportRow **result)
 			all->ready += first + retry;
 		}
 	}
+	report_oldest_ready(rows, n, args[0], args[1]);
 	for (int i = 0; i < n - 1; i++)
 	{
-		rows[i].oldest_ready = report_oldest_ready(rows[i].stats->queue, args[0], args[1]);
 		if (rows[i].oldest_ready != 0 &&
 			(all->oldest_ready == 0 || rows[i].oldest_ready < all->oldest_ready))
 			all->oldest_ready = rows[i].oldest_ready;

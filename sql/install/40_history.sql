@@ -2,26 +2,36 @@
  * History at scale: jq.job_history is partitioned by finish time.
  *
  * Each partition holds the jobs that finished in one stretch of time, an
- * eighth of jq.history_retention long (at least a minute), and is named
- * job_history_p<from>_<to> after its bounds in seconds since 1970.  The
- * scheduler's tick (jq._tick) creates the partition of the next stretch
- * before it begins, and detaches and drops a partition whole once all of
- * it is older than the retention, so that pruning costs the same at any
- * rate of jobs and leaves no dead rows behind.  A job that finishes when
- * no partition covers it (no scheduler ran for a while) goes to the
- * default partition, which is pruned by DELETE, and so are partitions made
- * for a longer retention than the current one, until they are dropped.
+ * eighth of jq.history_retention long (whole seconds, at least one), and is
+ * named job_history_p<from>_<to> after its bounds in seconds since 1970.
+ * The scheduler's tick (jq._tick) keeps partitions made up to two widths
+ * (at least 10 seconds) ahead, and detaches and drops a partition whole
+ * once all of it is older than the retention, so that pruning costs the
+ * same at any rate of jobs and leaves no dead rows behind.  A job that
+ * finishes when no partition covers it (no scheduler ran for a while) goes
+ * to the default partition, which is pruned by DELETE, and so are
+ * partitions made for a longer retention than the current one, until they
+ * are empty or past the retention and dropped.
  * --------------------------------------------------------------------- */
 
 CREATE TABLE jq.job_history_default PARTITION OF jq.job_history DEFAULT;
 
--- how long a stretch of history one partition holds
+-- how long a stretch of history one partition holds, in whole seconds
 CREATE FUNCTION jq._history_width(p_retention interval)
 RETURNS interval
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT greatest(p_retention / 8, interval '1 second')
+	SELECT make_interval(secs => greatest(ceil(extract(epoch FROM p_retention) / 8), 1))
+$$;
+
+-- how far ahead of now partitions are made: two widths, at least 10 seconds
+CREATE FUNCTION jq._history_ahead(p_retention interval)
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT greatest(2 * jq._history_width(p_retention), interval '10 seconds')
 $$;
 
 -- the partitions of jq.job_history and their bounds, oldest first
@@ -68,6 +78,7 @@ SET lock_timeout = '100ms'
 AS $$
 DECLARE
 	width_s bigint := extract(epoch FROM jq._history_width(p_retention))::bigint;
+	ahead_s bigint := extract(epoch FROM jq._history_ahead(p_retention))::bigint;
 	now_s bigint := floor(extract(epoch FROM clock_timestamp()))::bigint;
 	lo bigint;
 	hi bigint;
@@ -75,12 +86,13 @@ DECLARE
 	old record;
 	pruned bigint;
 	deleted bigint;
+	drop_it boolean;
 BEGIN
-	-- partitions up to at least two widths ahead
+	-- partitions up to jq._history_ahead from now
 	SELECT extract(epoch FROM max(p.upper))::bigint INTO lo FROM jq._history_partitions() p;
 	lo := greatest(lo, now_s / width_s * width_s);
 	BEGIN
-		WHILE lo < now_s + 2 * width_s LOOP
+		WHILE lo < now_s + ahead_s LOOP
 			-- rows the default partition got for this stretch stay there
 			lo := greatest(lo, (SELECT floor(extract(epoch FROM max(d.finished_at)))::bigint + 1
 								FROM jq.job_history_default d
@@ -101,13 +113,21 @@ BEGIN
 		NULL;					-- busy: the next tick tries again
 	END;
 
-	FOR old IN SELECT p.part FROM jq._history_partitions() p
+	-- partitions past the retention, and empty ones of a longer retention
+	FOR old IN SELECT p.part, p.upper <= clock_timestamp() - p_retention AS past
+			   FROM jq._history_partitions() p
 			   WHERE p.upper <= clock_timestamp() - p_retention
+				  OR p.upper - p.lower > jq._history_width(p_retention)
 	LOOP
 		BEGIN
-			EXECUTE format('ALTER TABLE jq.job_history DETACH PARTITION %s', old.part);
-			EXECUTE format('DROP TABLE %s', old.part);
-		EXCEPTION WHEN lock_not_available THEN
+			LOCK TABLE jq.job_history IN ACCESS EXCLUSIVE MODE;
+			EXECUTE format('SELECT $1 OR NOT EXISTS (SELECT FROM %s)', old.part)
+				INTO drop_it USING old.past;
+			IF drop_it THEN
+				EXECUTE format('ALTER TABLE jq.job_history DETACH PARTITION %s', old.part);
+				EXECUTE format('DROP TABLE %s', old.part);
+			END IF;
+		EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
 			NULL;
 		END;
 	END LOOP;
@@ -141,7 +161,7 @@ DECLARE
 	oldest timestamptz;
 	w record;
 BEGIN
-	SELECT least(min(p.upper) + p_retention, max(p.upper) - jq._history_width(p_retention))
+	SELECT least(min(p.upper) + p_retention, max(p.upper) - jq._history_ahead(p_retention) / 2)
 	INTO next FROM jq._history_partitions() p;
 	FOR w IN SELECT d.part FROM jq._history_pruned_by_delete(p_retention) d LOOP
 		EXECUTE format('SELECT min(h.finished_at) FROM %s h', w.part) INTO oldest;

@@ -20,6 +20,10 @@ CREATE TRIGGER job_stats
 	AFTER INSERT OR DELETE OR UPDATE OF state, run_at, attempts ON jq.job
 	FOR EACH ROW EXECUTE FUNCTION jq._stats_job_trigger();
 
+CREATE TRIGGER job_stats_truncate
+	AFTER TRUNCATE ON jq.job
+	FOR EACH STATEMENT EXECUTE FUNCTION jq._stats_job_trigger();
+
 -- jobs finishing: their outcome, run time and last progress
 CREATE TRIGGER job_history_stats
 	BEFORE INSERT ON jq.job_history

@@ -40,6 +40,18 @@ sub send_and_wait
 	wait_until(sub { $h->pump_nb; $$out =~ $re }) or die "no $re in: $$out";
 }
 
+# once job $id has finished: the state and last progress jq_wait returns and
+# jq_jobs keeps are $expected
+sub last_progress_is
+{
+	my ($id, $expected, $name) = @_;
+	my $columns = q{state, progress->>'fraction', progress->>'message'};
+	is($node->safe_psql('postgres', "SELECT $columns FROM jq_wait($id, '60s')"),
+		$expected, 'jq_wait returns the last progress');
+	is($node->safe_psql('postgres', "SELECT $columns FROM jq_jobs WHERE id = $id"),
+		$expected, $name);
+}
+
 # ---------------------------------------------------------------------
 # progress of a SQL job, seen before it commits, kept when it ends
 my $sql_job = $node->safe_psql('postgres', q{
@@ -55,12 +67,7 @@ is( $node->safe_psql('postgres', qq{
 SELECT j.state, r.executor_pid IS NOT NULL, r.progress->>'message', r.progress->'data'->>'rows'
 FROM jq_jobs j JOIN jq_running r USING (id) WHERE id = $sql_job}),
 	'running|t|a quarter|10', 'before the job has committed, from its executor');
-is( $node->safe_psql('postgres', qq{
-SELECT state, progress->>'fraction', progress->>'message' FROM jq_wait($sql_job, '60s')}),
-	'succeeded|0.75|three quarters', 'jq_wait returns the last progress');
-is( $node->safe_psql('postgres', qq{
-SELECT state, progress->>'fraction', progress->>'message' FROM jq_jobs WHERE id = $sql_job}),
-	'succeeded|0.75|three quarters', 'the last progress is kept in jq_jobs');
+last_progress_is($sql_job, 'succeeded|0.75|three quarters', 'the last progress is kept in jq_jobs');
 
 # ---------------------------------------------------------------------
 # progress of an in-server shell job, through its JQ_PROGRESS_FILE
@@ -72,12 +79,7 @@ ok( wait_until(sub {
 			"SELECT progress->>'message' FROM jq_running WHERE id = $shell_job") eq 'halfway';
 	}),
 	'a shell job reports progress through its progress file');
-is( $node->safe_psql('postgres', qq{
-SELECT state, progress->>'fraction', progress->>'message' FROM jq_wait($shell_job, '60s')}),
-	'succeeded|0.9|nearly', 'jq_wait returns the last progress');
-is( $node->safe_psql('postgres', qq{
-SELECT state, progress->>'fraction', progress->>'message' FROM jq_jobs WHERE id = $shell_job}),
-	'succeeded|0.9|nearly', 'its last complete line is kept when it ends');
+last_progress_is($shell_job, 'succeeded|0.9|nearly', 'its last complete line is kept when it ends');
 
 # ---------------------------------------------------------------------
 # jq_wait wakes when the outcome commits, not when it rolls back
