@@ -7,14 +7,16 @@
 // Environment: DASH_URL, DASH_USER, DASH_PASSWORD, DASH_QUEUE (a queue the
 // page must list), DASH_RUNNING_ID and DASH_PROGRESS (a running job and
 // text its progress shows), DASH_FAILED_ID (a failed job that succeeds
-// when retried), DASH_OUTPUT (where screenshots go).
+// when retried), DASH_OUTPUT (where screenshots go), DASH_TIMEOUT (seconds
+// a step may wait, 180 by default).
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const env = process.env;
-const timeout = 60000;
+// each step's wait: generous, as CI machines are loaded
+const timeout = (Number(env.DASH_TIMEOUT) || 180) * 1000;
 const profile = mkdtempSync(join(tmpdir(), 'jq_dashboard_chromium.'));
 let context;
 let step = 'launch chromium';
@@ -27,6 +29,7 @@ async function run() {
            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     httpCredentials: { username: env.DASH_USER, password: env.DASH_PASSWORD },
     viewport: { width: 1400, height: 1000 },
+    timeout,
   });
   const page = context.pages()[0] || await context.newPage();
   page.setDefaultTimeout(timeout);

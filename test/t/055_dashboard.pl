@@ -30,7 +30,7 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 # every wait here is for something due within seconds: give up early
-$PostgreSQL::Test::Utils::timeout_default = 60
+$PostgreSQL::Test::Utils::timeout_default = 120
   unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
 
 my $node = job_queue_node('dashboard');
@@ -94,7 +94,7 @@ wait_until(sub { ($port) = (-e $log ? slurp_file($log) : '') =~ m{listening on h
   or die 'jq_dashboard did not start: ' . slurp_file($log);
 my $base = "http://127.0.0.1:$port";
 my $auth = 'Basic ' . encode_base64('ops:s3cret pass', '');
-my $http = HTTP::Tiny->new(timeout => 30);
+my $http = HTTP::Tiny->new(timeout => 60);
 
 sub get
 {
