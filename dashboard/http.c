@@ -192,7 +192,7 @@ http_json(struct MHD_Connection *conn, int status, PQExpBuffer body)
 static enum MHD_Result
 http_get(struct MHD_Connection *conn, const char *url, PQExpBuffer body)
 {
-	if (strcmp(url, "/") == 0)
+	if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
 		return http_send(conn, 200, "text/html; charset=utf-8", http_index, http_index_size, false);
 	if (strcmp(url, "/api/snapshot") == 0)
 	{

@@ -134,6 +134,7 @@ for my $asset ('/app.js', '/app.css')
 {
 	is(get($asset)->{status}, 200, "$asset is served");
 }
+like(get('/index.html')->{content}, qr/content="$token"/, '/index.html is the page, with the token');
 is(get('/nothing')->{status}, 404, 'an unknown path: 404');
 
 # 2. alice's rights
