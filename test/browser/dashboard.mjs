@@ -34,7 +34,10 @@ async function run() {
   const page = context.pages()[0] || await context.newPage();
   page.setDefaultTimeout(timeout);
   const pageErrors = [];
+  const elsewhere = [];
+  const origin = new URL(env.DASH_URL).origin;
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('request', (r) => { if (new URL(r.url()).origin !== origin) elsewhere.push(r.url()); });
   console.log('ok ' + step);
 
   step = 'open the page';
@@ -83,6 +86,11 @@ async function run() {
   step = 'no script error on the page';
   if (pageErrors.length)
     throw new Error(pageErrors.join('; '));
+  console.log('ok ' + step);
+
+  step = 'no request to anywhere but the dashboard';
+  if (elsewhere.length)
+    throw new Error(elsewhere.join(' '));
   console.log('ok ' + step);
 }
 
