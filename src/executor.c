@@ -161,7 +161,8 @@ exe_leave(void)
 "		OPERATOR(pg_catalog.||) ARRAY['JQ_JOB_ID=' OPERATOR(pg_catalog.||) c.id, " \
 "			'JQ_ATTEMPT=' OPERATOR(pg_catalog.||) c.attempts, " \
 "			'JQ_MAX_ATTEMPTS=' OPERATOR(pg_catalog.||) c.max_attempts, " \
-"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue] " \
+"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue, " \
+"			'JQ_PROGRESS_FILE=' OPERATOR(pg_catalog.||) jq._progress_file(c.id)] " \
 "		OPERATOR(pg_catalog.||) ARRAY(SELECT 'JQ_PAYLOAD=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text " \
 "									  WHERE c.payload IS NOT NULL) " \
 "	END, " \
