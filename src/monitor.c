@@ -71,12 +71,3 @@ jq_monitor_init(void)
 
 	jq_stats_xact_init();
 }
-
-/* Whether a role sees the jobs of every role: superusers and members of jq_admin. */
-bool
-jq_monitor_sees_all(Oid role)
-{
-	Oid			admin = get_role_oid(JQ_ADMIN_ROLE, true);
-
-	return superuser_arg(role) || (OidIsValid(admin) && has_privs_of_role(role, admin));
-}

@@ -93,7 +93,6 @@ typedef struct JqQueueStats
 extern void jq_monitor_init(void);
 extern void jq_monitor_shmem_request(void);
 extern void jq_monitor_shmem_startup(void);
-extern bool jq_monitor_sees_all(Oid role);
 
 /* stats.c */
 extern Size jq_stats_shmem_size(void);

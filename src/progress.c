@@ -384,16 +384,6 @@ progress_own_job(void)
 	return job_id;
 }
 
-/* Whether a role may report progress of jobs it did not enqueue. */
-static bool
-progress_may_report_for_others(Oid role)
-{
-	Oid			worker = get_role_oid("jq_worker", true);
-
-	return jq_monitor_sees_all(role) ||
-		(OidIsValid(worker) && has_privs_of_role(role, worker));
-}
-
 PG_FUNCTION_INFO_V1(jq_progress);
 
 /*
@@ -460,20 +450,19 @@ jq_progress(PG_FUNCTION_ARGS)
 	if (jq_execute_plan(plan, &arg, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up job " INT64_FORMAT, job_id);
 	jq_as_caller(&ctx);
-	if (SPI_processed == 0)
+	owner = SPI_processed == 0 ? InvalidOid :
+		DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	attempts = SPI_processed == 0 ? 0 :
+		DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+
+	/* another role's job is as absent as one that does not run */
+	if (!OidIsValid(owner) ||
+		(job_id != own_job && owner != caller && !jq_is_worker(caller)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("job " INT64_FORMAT " is not running", job_id),
-				 errhint("Only a running job can report progress.")));
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	SPI_finish();
-
-	if (job_id != own_job && owner != caller && !progress_may_report_for_others(caller))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for job " INT64_FORMAT, job_id),
-				 errhint("Only the role that enqueued a job, members of jq_admin and workers that hold it can report its progress.")));
+				 errhint("Only a running job can report progress: its owner's, or one a member of jq_worker or jq_admin holds.")));
 	if (has_attempt && attempt != attempts)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -528,7 +517,7 @@ jq_running_jobs(PG_FUNCTION_ARGS)
 		plan = jq_prepare(progress_running_sql, 2, types);
 	}
 	args[0] = ObjectIdGetDatum(caller);
-	args[1] = BoolGetDatum(jq_monitor_sees_all(caller));
+	args[1] = BoolGetDatum(jq_is_admin(caller));
 	if (jq_execute_plan(plan, args, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list running jobs");
 	jq_as_caller(&ctx);

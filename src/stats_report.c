@@ -126,7 +126,7 @@ report_collect(ReportRow **result)
 {
 	static SPIPlanPtr due_plan = NULL;
 	Oid			caller = GetUserId();
-	bool		sees_all = jq_monitor_sees_all(caller);
+	bool		sees_all = jq_is_admin(caller);
 	JqQueueStats *stats;
 	int			n = jq_stats_collect(sees_all ? InvalidOid : caller, &stats);
 	ReportRow  *rows = palloc0(sizeof(ReportRow) * n);

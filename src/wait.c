@@ -83,9 +83,9 @@ jq_wait_wake(uint64 cv_mask)
 	ConditionVariableBroadcast(&wait_shared->any);
 }
 
-/* the jobs among $1 that do not exist or that the caller ($2, $3: sees all) may not see */
+/* the first of the jobs $1 that does not exist or that the caller ($2, $3: sees all) may not see */
 static const char *const wait_check_sql =
-"SELECT i.id, coalesce(j.owner, h.owner) IS NOT NULL "
+"SELECT i.id "
 "FROM pg_catalog.unnest($1) AS i(id) "
 "LEFT JOIN jq.job j ON j.id OPERATOR(pg_catalog.=) i.id "
 "LEFT JOIN jq.job_history h ON h.id OPERATOR(pg_catalog.=) i.id "
@@ -117,7 +117,7 @@ wait_check_jobs(Datum ids, Oid caller)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		args[3] = {ids, ObjectIdGetDatum(caller),
-	BoolGetDatum(jq_monitor_sees_all(caller))};
+	BoolGetDatum(jq_is_admin(caller))};
 	char		nulls[3] = {' ', ' ', ' '};
 	HeapTuple	tup;
 	bool		isnull;
@@ -133,15 +133,11 @@ wait_check_jobs(Datum ids, Oid caller)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("job id must not be null")));
-	if (!DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("job " INT64_FORMAT " does not exist", DatumGetInt64(id)),
-				 errhint("Finished jobs are kept for jq.history_retention.")));
+	/* another role's job is as absent as a missing one */
 	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied for job " INT64_FORMAT, DatumGetInt64(id)),
-			 errhint("Only the role that enqueued a job and members of jq_admin can wait for it.")));
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("job " INT64_FORMAT " does not exist", DatumGetInt64(id)),
+			 errhint("A role waits only for its own jobs, unless it is a member of jq_admin; finished jobs are kept for jq.history_retention.")));
 }
 
 /* The outcome of the first of the jobs to have finished, as a jq_outcome, or NULL. */
