@@ -114,3 +114,7 @@ SELECT count(*) AS families FROM regexp_split_to_table(jq_metrics(), E'\n') AS l
 SELECT jq_cancel(:later1), jq_cancel(:later2);
 SELECT state FROM jq_jobs WHERE id = :dependant;
 SELECT queue, waiting, scheduled, ready, running, retrying FROM jq_stats WHERE queue = 'mon_later';
+
+-- nothing of this test is left for the tests after it to wait for
+SELECT jq_cancel(:ext2);
+SELECT count(*) AS unfinished FROM jq_jobs WHERE queue LIKE 'mon\_%' AND finished_at IS NULL;
