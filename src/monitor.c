@@ -72,6 +72,29 @@ jq_monitor_init(void)
 	jq_stats_xact_init();
 }
 
+/*
+ * Pin search_path to pg_catalog for the SQL the monitoring functions run as
+ * the extension owner in a caller's session, so that no operator, function
+ * or type the caller put in its search_path stands in for the built-in one.
+ * Returns the GUC nest level to give jq_monitor_unpin_search_path; an error
+ * in between restores the setting with the transaction.
+ */
+int
+jq_monitor_pin_search_path(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+void
+jq_monitor_unpin_search_path(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
+
 /* Whether a role sees the jobs of every role: superusers and members of jq_admin. */
 bool
 jq_monitor_sees_all(Oid role)

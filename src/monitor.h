@@ -94,6 +94,8 @@ extern void jq_monitor_init(void);
 extern void jq_monitor_shmem_request(void);
 extern void jq_monitor_shmem_startup(void);
 extern bool jq_monitor_sees_all(Oid role);
+extern int	jq_monitor_pin_search_path(void);
+extern void jq_monitor_unpin_search_path(int nestlevel);
 
 /* stats.c */
 extern Size jq_stats_shmem_size(void);

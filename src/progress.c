@@ -419,6 +419,7 @@ jq_progress(PG_FUNCTION_ARGS)
 	Oid			owner;
 	int32		attempts;
 	bool		isnull;
+	int			nestlevel;
 
 	if (progress_shared == NULL)
 		ereport(ERROR,
@@ -448,6 +449,7 @@ jq_progress(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	jq_as_owner(&ctx);
+	nestlevel = jq_monitor_pin_search_path();
 	if (plan == NULL)
 	{
 		Oid			types[1] = {INT8OID};
@@ -459,6 +461,7 @@ jq_progress(PG_FUNCTION_ARGS)
 	arg = Int64GetDatum(job_id);
 	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up job " INT64_FORMAT, job_id);
+	jq_monitor_unpin_search_path(nestlevel);
 	jq_as_caller(&ctx);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -517,10 +520,12 @@ jq_running_jobs(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan = NULL;
 	JqUserContext ctx;
 	Datum		args[2];
+	int			nestlevel;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	jq_as_owner(&ctx);
+	nestlevel = jq_monitor_pin_search_path();
 	if (plan == NULL)
 	{
 		Oid			types[2] = {OIDOID, BOOLOID};
@@ -531,6 +536,7 @@ jq_running_jobs(PG_FUNCTION_ARGS)
 	args[1] = BoolGetDatum(jq_monitor_sees_all(caller));
 	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list running jobs");
+	jq_monitor_unpin_search_path(nestlevel);
 	jq_as_caller(&ctx);
 
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -133,6 +133,7 @@ report_collect(ReportRow **result)
 	ReportRow  *all = &rows[n - 1];
 	Datum		args[2] = {ObjectIdGetDatum(caller), BoolGetDatum(sees_all)};
 	JqUserContext ctx;
+	int			nestlevel;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -148,6 +149,7 @@ report_collect(ReportRow **result)
 
 	SPI_connect();
 	jq_as_owner(&ctx);
+	nestlevel = jq_monitor_pin_search_path();
 	if (due_plan == NULL)
 	{
 		Oid			types[2] = {OIDOID, BOOLOID};
@@ -184,6 +186,7 @@ report_collect(ReportRow **result)
 			(all->oldest_ready == 0 || rows[i].oldest_ready < all->oldest_ready))
 			all->oldest_ready = rows[i].oldest_ready;
 	}
+	jq_monitor_unpin_search_path(nestlevel);
 	jq_as_caller(&ctx);
 	SPI_finish();
 

@@ -173,6 +173,7 @@ wait_for(FunctionCallInfo fcinfo, Datum ids, ConditionVariable *cv)
 	HeapTuple	outcome = NULL;
 	JqUserContext ctx;
 	MemoryContext cxt = CurrentMemoryContext;
+	int			nestlevel;
 
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -198,6 +199,7 @@ wait_for(FunctionCallInfo fcinfo, Datum ids, ConditionVariable *cv)
 
 	SPI_connect();
 	jq_as_owner(&ctx);
+	nestlevel = jq_monitor_pin_search_path();
 	wait_check_jobs(ids, ctx.saved_userid);
 	for (;;)
 	{
@@ -218,6 +220,7 @@ wait_for(FunctionCallInfo fcinfo, Datum ids, ConditionVariable *cv)
 		jq_as_owner(&ctx);
 	}
 	ConditionVariableCancelSleep();
+	jq_monitor_unpin_search_path(nestlevel);
 	jq_as_caller(&ctx);
 	if (outcome != NULL)
 	{
