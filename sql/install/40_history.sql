@@ -119,6 +119,10 @@ BEGIN
 			   WHERE p.upper <= clock_timestamp() - p_retention
 				  OR p.upper - p.lower > jq._history_width(p_retention)
 	LOOP
+		-- an empty one is looked at first without the lock, which the drop takes
+		EXECUTE format('SELECT $1 OR NOT EXISTS (SELECT FROM %s)', old.part)
+			INTO drop_it USING old.past;
+		CONTINUE WHEN NOT drop_it;
 		BEGIN
 			LOCK TABLE jq.job_history IN ACCESS EXCLUSIVE MODE;
 			EXECUTE format('SELECT $1 OR NOT EXISTS (SELECT FROM %s)', old.part)

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Benchmark of job_queue's monitoring on a throwaway cluster:
 #
+#  - what the trigger that keeps the statistics costs a bulk enqueue;
 #  - the cost of SELECT * FROM jq_stats (and of jq_metrics) with a large
 #    backlog and a large history, beside the queries that would count the
 #    same by scanning jq.job and jq.job_history;
@@ -17,6 +18,7 @@
 #   BENCH_MONITOR_SECONDS    duration of the sustained run             (120)
 #   BENCH_MONITOR_RETENTION  jq.history_retention during it            (30s)
 #   BENCH_MONITOR_CLIENTS    pgbench clients enqueuing during it       (8)
+#   BENCH_MONITOR_BULK       jobs of each bulk enqueue timed           (100000)
 #   BENCH_CONF               extra postgresql.conf lines               (none)
 set -euo pipefail
 
@@ -30,6 +32,7 @@ CALLS=${BENCH_MONITOR_CALLS:-50}
 SUSTAIN=${BENCH_MONITOR_SECONDS:-120}
 RETENTION=${BENCH_MONITOR_RETENTION:-30s}
 CLIENTS=${BENCH_MONITOR_CLIENTS:-8}
+BULK=${BENCH_MONITOR_BULK:-100000}
 
 BINDIR=$(pg_config --bindir)
 TMP=$(mktemp -d /tmp/job_queue_monitor_bench.XXXXXX)
@@ -64,18 +67,18 @@ await()
 	done
 }
 
-# average milliseconds of a query over $CALLS calls by one client, as a role
+# average milliseconds of a query over $3 (default $CALLS) calls by one client, as role $1
 query_ms()
 {
 	printf '%s\n' "$2" >"$TMP/query.sql"
-	PGUSER=$1 "$BINDIR/pgbench" -n -c 1 -t "$CALLS" -f "$TMP/query.sql" bench >"$TMP/query.out" 2>&1 ||
+	PGUSER=$1 "$BINDIR/pgbench" -n -c 1 -t "${3:-$CALLS}" -f "$TMP/query.sql" bench >"$TMP/query.out" 2>&1 ||
 		{ cat "$TMP/query.out" >&2; exit 1; }
 	sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$TMP/query.out"
 }
 
 row()
 {
-	printf '  %-62s %12s %12s\n' "$@"
+	printf '  %-68s %12s %12s\n' "$@"
 }
 
 "$BINDIR/initdb" -D "$PGDATA" -U postgres -A trust --no-instructions >"$TMP/initdb.log" 2>&1
@@ -95,6 +98,34 @@ echo "job_queue monitoring benchmark"
 echo
 echo "  machine   $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 echo "  server    $(sql -c "SELECT version()")"
+echo
+
+###########################################################################
+# what the statistics trigger costs an enqueue
+###########################################################################
+
+# bulk enqueues of $BULK jobs into a table with the trigger and without it,
+# taking turns, with the executors off
+sql -c "ALTER SYSTEM SET jq.execute_in_server = off" -c "SELECT pg_reload_conf()" >/dev/null
+await "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+declare -A bulk_ms=([ENABLE]=0 [DISABLE]=0)
+for round in 1 2 3; do
+	for mode in ENABLE DISABLE; do
+		sql -c "ALTER TABLE jq.job $mode TRIGGER job_stats" -c "TRUNCATE jq.job" -c "CHECKPOINT"
+		ms=$(sql <<EOC | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p'
+\timing on
+SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$BULK])));
+EOC
+)
+		bulk_ms[$mode]=$(awk -v a="${bulk_ms[$mode]}" -v b="$ms" 'BEGIN { print a + b }')
+	done
+done
+sql -c "ALTER TABLE jq.job ENABLE TRIGGER job_stats" -c "TRUNCATE jq.job" \
+	-c "ALTER SYSTEM RESET jq.execute_in_server" -c "SELECT pg_reload_conf()" >/dev/null
+await "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+echo "  jq_enqueue_bulk of $BULK jobs, executors off, 3 rounds each (average ms)"
+row "with the statistics trigger on jq.job" "$(awk -v t="${bulk_ms[ENABLE]}" 'BEGIN { printf "%.0f", t / 3 }')"
+row "without it (ALTER TABLE jq.job DISABLE TRIGGER job_stats)" "$(awk -v t="${bulk_ms[DISABLE]}" 'BEGIN { printf "%.0f", t / 3 }')"
 echo
 
 ###########################################################################
@@ -131,16 +162,16 @@ load_s=$(( $(date +%s) - load_start ))
 
 read -r ready history <<<"$(sql -F ' ' -c "SELECT (SELECT count(*) FROM jq.job), (SELECT count(*) FROM jq.job_history)")"
 echo "  jq_stats: $ready ready jobs in $QUEUES queues, $history jobs in jq.job_history (loaded in $load_s s);"
-echo "  average of $CALLS calls by one client"
+echo "  average of $CALLS calls by one client, unless said otherwise"
 echo
 row "" "ms" ""
 row "SELECT * FROM jq_stats, as a superuser (all roles' jobs)" "$(query_ms postgres 'SELECT * FROM jq_stats')"
 row "SELECT * FROM jq_stats, as a role with 1 job in a busy queue" "$(query_ms app 'SELECT * FROM jq_stats')"
 row "SELECT jq_metrics(), as a superuser" "$(query_ms postgres 'SELECT jq_metrics()')"
-row "reference: count jq.job by queue and state (a scan)" \
-	"$(query_ms postgres "SELECT queue, state, count(*) FROM jq.job GROUP BY 1, 2")"
-row "reference: outcomes of the last hour from jq.job_history" \
-	"$(query_ms postgres "SELECT queue, state, count(*) FROM jq.job_history WHERE finished_at > now() - interval '1 hour' GROUP BY 1, 2")"
+row "reference: count jq.job by queue and state (a scan, 3 calls)" \
+	"$(query_ms postgres "SELECT queue, state, count(*) FROM jq.job GROUP BY 1, 2" 3)"
+row "reference: outcomes of the last hour from jq.job_history (3 calls)" \
+	"$(query_ms postgres "SELECT queue, state, count(*) FROM jq.job_history WHERE finished_at > now() - interval '1 hour' GROUP BY 1, 2" 3)"
 echo
 
 ###########################################################################

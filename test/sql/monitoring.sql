@@ -114,3 +114,23 @@ SELECT count(*) AS families FROM regexp_split_to_table(jq_metrics(), E'\n') AS l
 SELECT jq_cancel(:later1), jq_cancel(:later2);
 SELECT state FROM jq_jobs WHERE id = :dependant;
 SELECT queue, waiting, scheduled, ready, running, retrying FROM jq_stats WHERE queue = 'mon_later';
+
+-- their own SQL ignores operators put in the caller's search_path
+CREATE SCHEMA mon_evil;
+CREATE FUNCTION mon_evil.gt(timestamptz, timestamptz) RETURNS boolean
+LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked >'; END$$;
+CREATE OPERATOR mon_evil.> (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = mon_evil.gt);
+CREATE FUNCTION mon_evil.arrow(jsonb, integer) RETURNS jsonb
+LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked ->'; END$$;
+CREATE OPERATOR mon_evil.-> (LEFTARG = jsonb, RIGHTARG = integer, FUNCTION = mon_evil.arrow);
+SET search_path = mon_evil, pg_catalog, public;
+SELECT count(*) > 0 AS stats FROM jq_stats;
+SELECT count(*) >= 0 AS running FROM jq_running;
+SELECT length(jq_metrics()) > 0 AS metrics;
+SELECT (jq_wait(:held, '1s')).state;
+RESET search_path;
+DROP SCHEMA mon_evil CASCADE;
+
+-- nothing of this test is left for the tests after it to wait for
+SELECT jq_cancel(:ext2);
+SELECT count(*) AS unfinished FROM jq_jobs WHERE queue LIKE 'mon\_%' AND finished_at IS NULL;
