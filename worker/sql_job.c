@@ -17,13 +17,19 @@
  * A command that ends the transaction itself (COMMIT, ROLLBACK) fails
  * without retry, as in the server.
  *
- *	 CONNECTING or RESET -> BEGIN -> COMMAND -> COMPLETE -> COMMIT -> (done)
+ *	 CONNECTING -> BEGIN (after a reset) -> COMMAND -> COMPLETE -> COMMIT -> (done)
  *	 BEGIN, COMMAND, COMPLETE --(error, lease lost)--> ROLLBACK -> FAIL -> (done)
  *	 COMMIT --(error)--> FAIL -> (done)
  *
  * A job runs as the role the worker connects as.  The connection stays
- * open for the slot's next SQL job, which begins with DISCARD ALL so that
- * no setting, temporary table or lock of a job outlives it.  If the
+ * open for the slot's next SQL job.  Every job's BEGIN comes after a reset,
+ * in the same query (one round trip, and the same server connection behind
+ * a pooler in transaction mode, which may hand a new client a server
+ * connection another client used): what DISCARD ALL resets but the plan cache,
+ * which no job can observe and which DISCARD ALL would make every job
+ * rebuild.  So no setting, role, temporary table, prepared statement,
+ * cursor, listener, advisory lock or sequence state of a job reaches the
+ * next one.  If the
  * connection fails while a job runs, the
  * job's transaction is gone with it, and the failure is recorded over the
  * control connection instead (if COMMIT was in flight the job may have
@@ -34,6 +40,12 @@
  *-------------------------------------------------------------------------
  */
 #include "jq_worker.h"
+
+/* DISCARD ALL but DISCARD PLANS: DISCARD ALL cannot share a query with BEGIN */
+static const char *const sql_job_reset_begin =
+"SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; CLOSE ALL; "
+"UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; "
+"DISCARD SEQUENCES; BEGIN";
 
 static void sql_job_lost(Worker *w, Slot *slot);
 
@@ -74,12 +86,12 @@ sql_job_start(Worker *w, Slot *slot)
 		job_end(w, slot, false, "a SQL job without a command", NULL);
 		return;
 	}
-	log_event(slot->job.id_num, "started");
+	log_detail(slot->job.id_num, "started");
 	log_detail(slot->job.id_num, "running %s", slot->job.command);
 	slot->sql_fresh = (slot->sql.state != CONN_READY);
 	if (!slot->sql_fresh)
 	{
-		sql_job_send(w, slot, SQL_RESET, "DISCARD ALL");
+		sql_job_send(w, slot, SQL_BEGIN, sql_job_reset_begin);
 		return;
 	}
 	slot->phase = SQL_CONNECTING;
@@ -194,12 +206,6 @@ sql_job_result(Worker *w, Slot *slot, PGresult *res)
 	{
 		case SQL_CONNECTING:
 			break;
-		case SQL_RESET:
-			if (!ok)
-				sql_job_abandon(w, slot, sql_job_message(res));
-			else
-				sql_job_send(w, slot, SQL_BEGIN, "BEGIN");
-			break;
 		case SQL_BEGIN:
 			sql_job_send(w, slot, SQL_COMMAND, slot->job.command);
 			break;
@@ -303,7 +309,7 @@ sql_job_advance(Worker *w, Slot *slot, const PollSet *ps)
 	else if (ev == CONN_FAILED)
 		sql_job_lost(w, slot);
 	else if (ev == CONN_CONNECTED && running)
-		sql_job_send(w, slot, SQL_BEGIN, "BEGIN");
+		sql_job_send(w, slot, SQL_BEGIN, sql_job_reset_begin);
 	else if (ev == CONN_RESULT && running)
 		sql_job_result(w, slot, res);
 	PQclear(res);

@@ -41,29 +41,17 @@ my $dsn = $node->connstr('postgres');
 my $dir = PostgreSQL::Test::Utils::tempdir;
 my %workers;    # name => pid of the running jq_worker processes
 
-# Start jq_worker (found in PATH, the installation's bindir) as --name
-# $name, logging to its own file.
+# Start jq_worker as --name $name, logging to its own file.
 sub start_worker
 {
 	my ($name, @args) = @_;
-	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
-	my $pid = fork() // die "could not fork: $!";
-	if ($pid == 0)
-	{
-		open(STDOUT, '>>', $log) or die "could not open $log: $!";
-		open(STDERR, '>&', \*STDOUT) or die "could not redirect stderr: $!";
-		exec('jq_worker', '--dsn', $dsn, '--name', $name, @args)
-		  or die "could not run jq_worker: $!";
-	}
-	$workers{$name} = $pid;
-	return $pid;
+	$workers{$name} = start_jq_worker($name, '--dsn', $dsn, @args);
+	return $workers{$name};
 }
 
 sub worker_log
 {
-	my ($name) = @_;
-	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
-	return -e $log ? slurp_file($log) : '';
+	return jq_worker_log(shift);
 }
 
 sub wait_log
