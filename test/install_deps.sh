@@ -1,9 +1,10 @@
 #!/bin/bash
 # Install what job_queue needs to build and test on Debian: PostgreSQL 15
-# server and headers, a compiler, the Perl modules of the TAP tests, and
-# PgBouncer for the test of a pooler in front of the server.
+# server and headers, a compiler, the Perl modules of the TAP tests,
+# PgBouncer for the test of a pooler in front of the server, and Patroni
+# with etcd for the failover test.
 set -euo pipefail
-pkgs="postgresql-15 postgresql-server-dev-15 postgresql-contrib build-essential libipc-run-perl pgbouncer"
+pkgs="postgresql-15 postgresql-server-dev-15 postgresql-contrib build-essential libipc-run-perl pgbouncer patroni python3-etcd etcd-server"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
