@@ -7,10 +7,13 @@ OBJS = \
 	src/cron.o \
 	src/executor.o \
 	src/guc.o \
+	src/internal_sql.o \
 	src/job_queue.o \
 	src/job_run.o \
 	src/queue_settings.o \
+	src/run_sql.o \
 	src/launcher.o \
+	src/outcome.o \
 	src/scheduler.o \
 	src/shell_job.o \
 	src/shell_run.o \

@@ -45,39 +45,6 @@
 #define JQ_QUEUE_NAME_MAX	63
 #define JQ_MAX_ATTEMPTS_MAX 1000
 
-static bool api_is_admin(Oid role);
-
-/* The owner of schema jq, who owns every internal object. */
-static Oid
-api_extension_owner(void)
-{
-	Oid			nsp = get_namespace_oid("jq", false);
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nsp);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * Prepare internal SQL once per process.  The plan is generic: the
- * statements are short and run often, so planning them for each call's
- * parameters would cost more than it could gain.
- */
-SPIPlanPtr
-jq_prepare(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
 
 /* Whether a role may run programs as the server's operating-system user. */
 bool
@@ -86,137 +53,13 @@ jq_may_run_shell(Oid role)
 	return superuser_arg(role) || has_privs_of_role(role, ROLE_PG_EXECUTE_SERVER_PROGRAM);
 }
 
-void
-jq_as_owner(JqUserContext *ctx)
+PG_FUNCTION_INFO_V1(jq_may_run_shell_sql);
+
+/* jq._may_run_shell(role): jq_may_run_shell for the internal functions. */
+Datum
+jq_may_run_shell_sql(PG_FUNCTION_ARGS)
 {
-	Oid			owner = api_extension_owner();
-
-	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
-	SetUserIdAndSecContext(owner,
-						   ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-jq_as_caller(JqUserContext *ctx)
-{
-	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
-}
-
-/*
- * The ids of the jobs a bulk insert returns: the first column of its rows,
- * gathered as they come, rather than copied into SPI's tuple table first
- * (PostgreSQL 14 and later).
- */
-typedef struct IdReceiver
-{
-	DestReceiver pub;
-	int64	   *ids;
-	uint64		n;
-	uint64		max;
-} IdReceiver;
-
-static void
-id_receiver_add(IdReceiver *r, Datum id)
-{
-	if (r->n >= r->max)
-		elog(ERROR, "more jobs were inserted than enqueued");
-	r->ids[r->n++] = DatumGetInt64(id);
-}
-
-#if PG_VERSION_NUM >= 140000
-static bool
-id_receive(TupleTableSlot *slot, DestReceiver *self)
-{
-	bool		isnull;
-
-	id_receiver_add((IdReceiver *) self, slot_getattr(slot, 1, &isnull));
-	return true;
-}
-
-static void
-id_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
-{
-}
-
-static void
-id_done(DestReceiver *self)
-{
-}
-#endif
-
-/* Run a plan, sending the rows it returns to ids. */
-static int
-api_execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, IdReceiver *ids)
-{
-#if PG_VERSION_NUM >= 140000
-	if (ids)
-	{
-		SPIExecuteOptions options = {0};
-		int			nargs = SPI_getargcount(plan);
-		ParamListInfo params = makeParamList(nargs);
-
-		for (int i = 0; i < nargs; i++)
-		{
-			ParamExternData *p = &params->params[i];
-
-			p->value = values[i];
-			p->isnull = nulls && nulls[i] == 'n';
-			p->pflags = PARAM_FLAG_CONST;
-			p->ptype = SPI_getargtypeid(plan, i);
-		}
-		ids->pub.receiveSlot = id_receive;
-		ids->pub.rStartup = id_startup;
-		ids->pub.rShutdown = id_done;
-		ids->pub.rDestroy = id_done;
-		ids->pub.mydest = DestNone;
-		options.params = params;
-		options.dest = &ids->pub;
-		return SPI_execute_plan_extended(plan, &options);
-	}
-#endif
-	{
-		int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
-
-		for (uint64 i = 0; ids && i < SPI_processed; i++)
-		{
-			bool		isnull;
-
-			id_receiver_add(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-											   1, &isnull));
-		}
-		return ret;
-	}
-}
-
-/*
- * Execute an internal statement; with ids, gather the ids it returns there.
- * Its errors reach the caller without the context lines of the internal
- * functions, which say nothing to users.
- */
-static int
-api_execute(SPIPlanPtr plan, Datum *values, const char *nulls, IdReceiver *ids)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	int			ret = 0;
-
-	PG_TRY();
-	{
-		ret = api_execute_plan(plan, values, nulls, ids);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		edata->context = NULL;
-		edata->internalquery = NULL;
-		edata->internalpos = 0;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return ret;
+	PG_RETURN_BOOL(jq_may_run_shell(PG_GETARG_OID(0)));
 }
 
 /* ---------------------------------------------------------------------
@@ -533,7 +376,7 @@ enqueue_check_max_ready(text *queue, int32 max_ready, int32 n)
 	values[0] = PointerGetDatum(queue);
 	values[1] = Int32GetDatum(max_ready);
 	values[2] = Int32GetDatum(n);
-	if (api_execute(plan, values, NULL, NULL) != SPI_OK_SELECT)
+	if (jq_execute_for_caller(plan, values, NULL, NULL) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the jobs waiting in a queue");
 }
 
@@ -564,7 +407,7 @@ enqueue_set_arg(Datum *values, char *nulls, int i, void *value)
  * gathered in ids.  A NULL command is an argv job's.
  */
 static void
-enqueue_insert(IdReceiver *ids, int32 n, Datum commands, bool commands_null, Datum payloads,
+enqueue_insert(JqIds *ids, int32 n, Datum commands, bool commands_null, Datum payloads,
 			   bool payloads_null, EnqueueArgs *args)
 {
 	Datum		values[INSERT_JOB_NARGS];
@@ -625,7 +468,7 @@ enqueue_insert(IdReceiver *ids, int32 n, Datum commands, bool commands_null, Dat
 		if (qs->max_ready > 0)
 			enqueue_check_max_ready(args->queue, qs->max_ready, n);
 		pfree(queue);
-		ret = api_execute(enqueue_plain_plan(ids == NULL ? PLAIN_ONE :
+		ret = jq_execute_for_caller(enqueue_plain_plan(ids == NULL ? PLAIN_ONE :
 											 payloads_null ? PLAIN_BULK_NO_PAYLOADS :
 											 PLAIN_BULK),
 						  values, nulls, ids);
@@ -637,8 +480,8 @@ enqueue_insert(IdReceiver *ids, int32 n, Datum commands, bool commands_null, Dat
 		enqueue_set_arg(values, nulls, 16, args->on_dependency_failure);
 		values[17] = Int64GetDatum(args->group_id);
 		nulls[17] = args->group_id ? ' ' : 'n';
-		values[18] = BoolGetDatum(api_is_admin(args->owner));
-		ret = api_execute(enqueue_job_plan(), values, nulls, NULL);
+		values[18] = BoolGetDatum(jq_is_admin(args->owner));
+		ret = jq_execute_for_caller(enqueue_job_plan(), values, nulls, NULL);
 	}
 	jq_as_caller(&ctx);
 	if (ret != (plain ? SPI_OK_INSERT_RETURNING : SPI_OK_SELECT))
@@ -877,7 +720,7 @@ jq_enqueue_bulk(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	bool	   *elem_nulls;
 	int			n;
-	IdReceiver	ids = {0};
+	JqIds		ids = {0};
 
 	enqueue_check_not_null(fcinfo, 0, "commands");
 	commands = PG_GETARG_ARRAYTYPE_P(0);
@@ -957,9 +800,18 @@ typedef struct ApiCall
 	SPIPlanPtr	plan;
 	int			nargs;			/* the caller's arguments */
 	bool		retset;
+	bool		for_workers;	/* jq_worker members pass as jq_admin ones */
 	int16		typlen;
 	bool		typbyval;
 } ApiCall;
+
+/*
+ * The functions external workers call to take and finish jobs: members of
+ * jq_worker may call them for every role's jobs, as jq_admin members may.
+ */
+static const char *const api_worker_functions[] = {
+	"jq_dequeue", "jq_complete", "jq_fail", "jq_heartbeat"
+};
 
 /*
  * The prepared "SELECT * FROM jq._<name>($1, ..., $n+2)" of the function
@@ -978,6 +830,7 @@ api_call_get(Oid fn_oid)
 	SPIPlanPtr	plan;
 	int			nargs;
 	bool		retset;
+	bool		for_workers;
 	Oid			rettype;
 
 	if (calls == NULL)
@@ -999,6 +852,9 @@ api_call_get(Oid fn_oid)
 
 	nargs = proc->pronargs;
 	retset = proc->proretset;
+	for_workers = false;
+	for (size_t i = 0; i < lengthof(api_worker_functions); i++)
+		for_workers |= strcmp(NameStr(proc->proname), api_worker_functions[i]) == 0;
 	rettype = proc->prorettype;
 	types = palloc(sizeof(Oid) * (nargs + 2));
 	types[0] = OIDOID;
@@ -1020,17 +876,35 @@ api_call_get(Oid fn_oid)
 	call->plan = plan;
 	call->nargs = nargs;
 	call->retset = retset;
+	call->for_workers = for_workers;
 	get_typlenbyval(rettype, &call->typlen, &call->typbyval);
 	return call;
 }
 
-/* Whether a role is a member of jq_admin (superusers are). */
+/* Whether a role has the privileges of the named role of the extension. */
 static bool
-api_is_admin(Oid role)
+api_has_role(Oid role, const char *name)
 {
-	Oid			admin = get_role_oid(JQ_ADMIN_ROLE, true);
+	Oid			granted = get_role_oid(name, true);
 
-	return superuser_arg(role) || (OidIsValid(admin) && has_privs_of_role(role, admin));
+	return OidIsValid(granted) && has_privs_of_role(role, granted);
+}
+
+/* Whether a role is a member of jq_admin (superusers are). */
+bool
+jq_is_admin(Oid role)
+{
+	return superuser_arg(role) || api_has_role(role, JQ_ADMIN_ROLE);
+}
+
+/*
+ * Whether a role may work on every role's jobs as an external worker:
+ * members of jq_worker, and of jq_admin.
+ */
+bool
+jq_is_worker(Oid role)
+{
+	return jq_is_admin(role) || api_has_role(role, JQ_WORKER_ROLE);
 }
 
 PG_FUNCTION_INFO_V1(jq_api_call);
@@ -1054,7 +928,7 @@ jq_api_call(PG_FUNCTION_ARGS)
 	values = palloc(sizeof(Datum) * (call->nargs + 2));
 	nulls = palloc(call->nargs + 2);
 	values[0] = ObjectIdGetDatum(caller);
-	values[1] = BoolGetDatum(api_is_admin(caller));
+	values[1] = BoolGetDatum(call->for_workers ? jq_is_worker(caller) : jq_is_admin(caller));
 	nulls[0] = nulls[1] = ' ';
 	for (int i = 0; i < call->nargs; i++)
 	{
@@ -1062,7 +936,7 @@ jq_api_call(PG_FUNCTION_ARGS)
 		nulls[i + 2] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
 
-	ret = api_execute(call->plan, values, nulls, NULL);
+	ret = jq_execute_for_caller(call->plan, values, nulls, NULL);
 	jq_as_caller(&ctx);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));

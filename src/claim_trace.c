@@ -294,7 +294,7 @@ jq_claim_trace_restore(void)
 													true, TYPALIGN_INT));
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		ret = SPI_execute_with_args(sql, 2, types, values, NULL, false, 0);
+		ret = jq_execute(sql, 2, types, values, NULL);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not put back lost claims: %s", SPI_result_code_string(ret));
 		if (SPI_processed > 0)

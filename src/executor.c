@@ -220,8 +220,8 @@ static const char *const exe_claim_limited_sql =
 EXE_CLAIMED_OUTPUT;
 
 /* An interval in milliseconds, a month counting as 30 days. */
-static int64
-exe_interval_ms(const Interval *iv)
+int64
+jq_interval_ms(const Interval *iv)
 {
 	return iv->time / 1000 + ((int64) iv->month * DAYS_PER_MONTH + iv->day) * SECS_PER_DAY * 1000;
 }
@@ -271,7 +271,7 @@ exe_claim_from(bool limited, JqJob *jobs, int n, int max, bool *alone)
 	values[3] = Int32GetDatum(n);
 	values[4] = Int32GetDatum(exe_slot->kind == JQ_KIND_SHELL ?
 							  jq_shell_executors_per_database : jq_executors_per_database);
-	ret = SPI_execute_plan(plans[limited], values, NULL, false, 0);
+	ret = jq_execute_plan(plans[limited], values, NULL, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(ret));
 
@@ -288,7 +288,7 @@ exe_claim_from(bool limited, JqJob *jobs, int n, int max, bool *alone)
 		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		d = SPI_getbinval(tup, desc, 4, &isnull);
-		job->timeout_ms = isnull ? 0 : exe_interval_ms(DatumGetIntervalP(d));
+		job->timeout_ms = isnull ? 0 : jq_interval_ms(DatumGetIntervalP(d));
 		*alone = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 		job->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
 
@@ -355,103 +355,6 @@ exe_claim(JqJob **jobs, bool woken)
 	return n;
 }
 
-static Datum
-exe_text_array(char **strs, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-	bool	   *nulls = palloc(sizeof(bool) * n);
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	for (int i = 0; i < n; i++)
-	{
-		nulls[i] = strs[i] == NULL;
-		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(strs[i]);
-	}
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID,
-											  -1, false, TYPALIGN_INT));
-}
-
-static Datum
-exe_datum_array(Datum *elems, int n, Oid type)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_array(elems, n, type, typlen, typbyval, typalign));
-}
-
-/*
- * Record the outcome of jobs in the current transaction; at its commit,
- * wake the scheduler for the earliest retry.
- */
-static void
-exe_finish(JqJob *jobs, int n)
-{
-	static SPIPlanPtr plan = NULL;
-	static const char *const outcome_names[] = {"succeeded", "error", "cancelled",
-	"rejected", "released"};
-	Datum		values[8];
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-	char	  **outcomes = palloc(sizeof(char *) * n);
-	char	  **results = palloc(sizeof(char *) * n);
-	char	  **messages = palloc(sizeof(char *) * n);
-	char	  **codes = palloc(sizeof(char *) * n);
-	Datum	   *timeouts = palloc(sizeof(Datum) * n);
-	Datum	   *started = palloc(sizeof(Datum) * n);
-	Datum	   *finished = palloc(sizeof(Datum) * n);
-	bool		isnull;
-	Datum		next_retry;
-	int			ret;
-
-	if (n == 0)
-		return;
-
-	for (int i = 0; i < n; i++)
-	{
-		ids[i] = Int64GetDatum(jobs[i].id);
-		outcomes[i] = (char *) outcome_names[jobs[i].outcome];
-		results[i] = jobs[i].result;
-		messages[i] = jobs[i].error;
-		codes[i] = jobs[i].error_code;
-		timeouts[i] = BoolGetDatum(jobs[i].timed_out);
-		started[i] = TimestampTzGetDatum(jobs[i].started);
-		finished[i] = TimestampTzGetDatum(jobs[i].finished);
-	}
-
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "recording job outcomes");
-	if (plan == NULL)
-	{
-		Oid			types[8] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, BOOLARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
-
-		plan = jq_prepare("SELECT jq._finish($1, $2, $3::pg_catalog.jsonb[], $4, $5, $6, $7, $8)",
-						  8, types);
-	}
-	values[0] = exe_datum_array(ids, n, INT8OID);
-	values[1] = exe_text_array(outcomes, n);
-	values[2] = exe_text_array(results, n);
-	values[3] = exe_text_array(messages, n);
-	values[4] = exe_text_array(codes, n);
-	values[5] = exe_datum_array(timeouts, n, BOOLOID);
-	values[6] = exe_datum_array(started, n, TIMESTAMPTZOID);
-	values[7] = exe_datum_array(finished, n, TIMESTAMPTZOID);
-
-	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not record job outcomes: %s", SPI_result_code_string(ret));
-	next_retry = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		jq_wake_at_commit_for(DatumGetTimestampTz(next_retry), JQ_KIND_BIT(exe_slot->kind));
-
-	SPI_finish();
-	PopActiveSnapshot();
-}
-
 /* Whether the job was cancelled before it could start; if so it ends cancelled. */
 static bool
 exe_cancelled_before_start(JqJob *job)
@@ -479,7 +382,7 @@ exe_run_batch(JqJob *jobs, int n)
 		if (i > first_open &&
 			TimestampDifferenceExceeds(xact_start, GetCurrentTimestamp(), jq_batch_time_ms))
 		{
-			exe_finish(jobs + first_open, i - first_open);
+			jq_finish_jobs(jobs + first_open, i - first_open, JQ_KIND_BIT(exe_slot->kind));
 			CommitTransactionCommand();
 			jq_claim_trace_update(jobs + i, n - i);
 			StartTransactionCommand();
@@ -499,7 +402,7 @@ exe_run_batch(JqJob *jobs, int n)
 		}
 		exe_set_current(0);
 	}
-	exe_finish(jobs + first_open, n - first_open);
+	jq_finish_jobs(jobs + first_open, n - first_open, JQ_KIND_BIT(exe_slot->kind));
 	CommitTransactionCommand();
 	jq_claim_trace_update(NULL, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -526,7 +429,7 @@ exe_run_shell(JqJob *job)
 	HOLD_INTERRUPTS();
 	jq_claim_trace_update(NULL, 0);
 	StartTransactionCommand();
-	exe_finish(job, 1);
+	jq_finish_jobs(job, 1, JQ_KIND_BIT(exe_slot->kind));
 	if (job->outcome == JQ_OUTCOME_RELEASED)
 		jq_wake_at_commit_for(GetCurrentTimestamp(), JQ_KIND_BIT(JQ_KIND_SHELL));
 	CommitTransactionCommand();
@@ -554,6 +457,7 @@ jq_executor_main(Datum main_arg)
 		jq_shell_job_init();
 	else
 		jq_job_run_init();
+	jq_worker_settings();
 
 	exe_batch_cxt = AllocSetContextCreate(TopMemoryContext, "job_queue batch",
 										  ALLOCSET_DEFAULT_SIZES);

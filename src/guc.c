@@ -46,7 +46,7 @@ static const struct config_enum_entry jq_notify_options[] = {
 void
 jq_worker_settings(void)
 {
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	jq_pin_search_path(PGC_S_SESSION, GUC_ACTION_SET);
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("default_transaction_read_only", "off", PGC_USERSET, PGC_S_SESSION);

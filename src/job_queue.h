@@ -23,6 +23,7 @@
 #define JQ_LIBRARY_NAME		"job_queue"
 #define JQ_NOTIFY_CHANNEL	"jq_jobs"
 #define JQ_ADMIN_ROLE		"jq_admin"
+#define JQ_WORKER_ROLE		"jq_worker"
 
 /* databases the launcher can track at once */
 #define JQ_MAX_DATABASES	256
@@ -148,6 +149,7 @@ extern void jq_notify_enqueued(text *queue);
 extern void jq_recheck_at_commit(void);
 extern void jq_wake_launcher_at_commit(void);
 extern void jq_wake_database_at_commit(void);
+extern void jq_listen_stop_at_commit(void);
 
 /* launcher.c */
 extern bool jq_preloaded;
@@ -159,6 +161,7 @@ extern PGDLLEXPORT void jq_scheduler_main(Datum main_arg);
 
 /* executor.c */
 extern const char *const jq_executor_type[JQ_NUM_KINDS];
+extern int64 jq_interval_ms(const Interval *iv);
 extern PGDLLEXPORT void jq_executor_main(Datum main_arg);
 
 /* job_run.c: one SQL job in a subtransaction */
@@ -195,6 +198,9 @@ typedef struct JqJob
 extern void jq_job_run_init(void);
 extern void jq_run_job(JqJob *job, volatile JqExecutor *slot);
 
+/* outcome.c: the outcomes of jobs run in the server, recorded */
+extern void jq_finish_jobs(const JqJob *jobs, int n, int wake_kinds);
+
 /* shell_job.c: one shell job in a child process */
 extern void jq_shell_job_init(void);
 extern void jq_run_shell_job(JqJob *job, volatile JqExecutor *slot);
@@ -212,18 +218,46 @@ extern void jq_claim_trace_restore(void);
 extern void jq_utility_init(void);
 
 /* api.c */
-extern struct _SPI_plan *jq_prepare(const char *sql, int nargs, Oid *types);
 extern bool jq_may_run_shell(Oid role);
+extern bool jq_is_admin(Oid role);
+extern bool jq_is_worker(Oid role);
 
-/* Switch to the extension owner for internal SPI work; restore with jq_as_caller. */
+/*
+ * internal_sql.c: the extension's own SQL, as the extension owner, under a
+ * pinned search_path.  jq_as_owner switches to the owner and pins the path
+ * until jq_as_caller.
+ */
+#define JQ_PINNED_SEARCH_PATH "pg_catalog, pg_temp"
+
 typedef struct JqUserContext
 {
 	Oid			saved_userid;
 	int			saved_sec_context;
+	int			guc_nestlevel;
 } JqUserContext;
 
+/* where jq_execute_for_caller gathers the ids a statement returns */
+typedef struct JqIds
+{
+	int64	   *ids;
+	uint64		n;
+	uint64		max;
+} JqIds;
+
+struct _SPI_plan;
+
+extern void jq_pin_search_path(int source, int action);
 extern void jq_as_owner(JqUserContext *ctx);
 extern void jq_as_caller(JqUserContext *ctx);
+extern struct _SPI_plan *jq_prepare(const char *sql, int nargs, Oid *types);
+extern int	jq_execute_plan(struct _SPI_plan *plan, Datum *values, const char *nulls,
+							long count);
+extern int	jq_execute_plan_latest(struct _SPI_plan *plan, Datum *values, const char *nulls,
+								   long count);
+extern int	jq_execute(const char *sql, int nargs, Oid *types, Datum *values,
+					   const char *nulls);
+extern int	jq_execute_for_caller(struct _SPI_plan *plan, Datum *values, const char *nulls,
+								  JqIds *ids);
 
 /* queue_settings.c: a queue's row in jq.queue, as enqueueing applies it */
 typedef struct JqQueueSettings

@@ -18,13 +18,18 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/xact.h"
+#include "commands/async.h"
 #include "commands/prepare.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "libpq/be-fsstubs.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
@@ -45,9 +50,14 @@
 #define JQ_RESULT_MAX_ROWS 100
 
 static TimeoutId job_timeout_id;
+static bool job_timeout_registered = false;
 static volatile sig_atomic_t job_timed_out = false;
 
-/* the search_path jobs get: the database's, before the executor pinned its own */
+/*
+ * The search_path jobs get: in an executor, the database's, captured before
+ * the executor pinned its own; NULL in a backend running a job for an
+ * external worker (jq_run_sql), which gives jobs its session's default.
+ */
 static char *job_search_path = NULL;
 
 static void
@@ -60,18 +70,43 @@ job_timeout_handler(void)
 }
 
 /*
- * Called once the executor is connected.  The executor's own SQL runs with
- * search_path pinned to pg_catalog (jq_worker_settings), so that no object a
- * user creates can stand in for the ones it means; jobs get the database's
- * search_path back.
+ * Called once an executor is connected, before it pins its own search_path
+ * (jq_worker_settings): jobs get the database's back.
  */
 void
 jq_job_run_init(void)
 {
-	job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
 	job_search_path = MemoryContextStrdup(TopMemoryContext,
 										  GetConfigOption("search_path", false, false));
-	jq_worker_settings();
+}
+
+/*
+ * Reset what a job may have left in the session, so that nothing reaches
+ * the next job, run as another role, nor the internal SQL that follows:
+ * what DISCARD ALL resets but settings (a GUC nest level undoes the job's),
+ * plus large-object descriptors, which belong to the transaction the next
+ * job shares, and the seed of random().
+ */
+static void
+job_reset_session(void)
+{
+	double		seed;
+
+	/* cursors (a WITH HOLD cursor would otherwise run its query at commit) */
+	PortalHashTableDeleteAll();
+	DropAllPreparedStatements();
+	ResetTempTableNamespace();
+	ResetSequenceCaches();
+	/* session and transaction advisory locks */
+	LockReleaseAll(USER_LOCKMETHOD, true);
+	AtEOXact_LargeObject(true);
+	Async_UnlistenAll();
+
+	/* a seed the next job cannot know, whatever setseed() this one called */
+	if (!pg_strong_random(&seed, sizeof(seed)) || isnan(seed))
+		seed = (double) GetCurrentTimestamp();
+	seed = fmod(fabs(seed), 1.0);
+	(void) DirectFunctionCall1(setseed, Float8GetDatum(seed));
 }
 
 /*
@@ -176,6 +211,12 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	int			saved_sec_context;
 	int			saved_holdoff = QueryCancelHoldoffCount;
 
+	/* the first job of this process registers the jobs' timer */
+	if (!job_timeout_registered)
+	{
+		job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
+		job_timeout_registered = true;
+	}
 	job->started = GetCurrentTimestamp();
 	job->result = NULL;
 	job->error = NULL;
@@ -194,8 +235,10 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 		SetUserIdAndSecContext(job->owner,
 							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 		nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", job_search_path, PGC_USERSET,
-								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("search_path",
+								 job_search_path ? job_search_path :
+								 GetConfigOptionResetString("search_path"),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		if (job->timeout_ms > 0)
 			enable_timeout_after(job_timeout_id, (int) Min(job->timeout_ms, INT_MAX));
 
@@ -247,13 +290,5 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	QueryCancelPending = false;
 	job->finished = GetCurrentTimestamp();
 
-	/*
-	 * Nothing a job left in the session outlives it: prepared statements,
-	 * temporary tables, session advisory locks, and cursors (a WITH HOLD
-	 * cursor would otherwise run its query at the executor's commit).
-	 */
-	DropAllPreparedStatements();
-	ResetTempTableNamespace();
-	LockReleaseAll(USER_LOCKMETHOD, true);
-	PortalHashTableDeleteAll();
+	job_reset_session();
 }

@@ -107,8 +107,7 @@ qs_read(const char *name, JqQueueSettings *settings)
 	 * The latest snapshot, not the transaction's: the copy outlives the
 	 * transaction, and must hold what the last invalidation announced.
 	 */
-	if (SPI_execute_snapshot(plan, &value, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							 true, false, 1) != SPI_OK_SELECT)
+	if (jq_execute_plan_latest(plan, &value, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the settings of queue \"%s\"", name);
 
 	memset(settings, 0, sizeof(*settings));

@@ -171,7 +171,7 @@ sched_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nul
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, sql);
 
-	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	ret = jq_execute(sql, nargs, types, values, nulls);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not run \"%s\": %s", sql, SPI_result_code_string(ret));
 	if (read_result)

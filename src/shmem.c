@@ -144,11 +144,14 @@ jq_wake_executor(Oid dboid, int kinds, int skip_slot)
 	LWLockRelease(jq_shared->lock);
 }
 
-/* Whether jq_cancel asked an executor to stop a job; read without the lock. */
+/*
+ * Whether jq_cancel asked an executor to stop a job; read without the lock.
+ * No slot: a job run for an external worker, which jq_cancel waits for.
+ */
 bool
 jq_cancel_requested(volatile JqExecutor *slot, int64 job_id)
 {
-	for (int i = 0; i < JQ_MAX_CANCELS; i++)
+	for (int i = 0; slot != NULL && i < JQ_MAX_CANCELS; i++)
 	{
 		if (slot->cancel_jobs[i] == job_id)
 			return true;

@@ -2,7 +2,8 @@
  *
  * utility.c
  *	  ProcessUtility hook: keep job_queue workers out of the way of
- *	  commands on whole databases, and tell them about DROP EXTENSION.
+ *	  commands on whole databases, tell them about DROP EXTENSION, and
+ *	  stop counting a session as a listener when it stops listening.
  *
  * DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE
  * DATABASE ... TEMPLATE fail while other sessions are connected to the
@@ -121,6 +122,20 @@ utility_drops_extension(Node *parsetree)
 	return false;
 }
 
+/* Whether the statement ends this session's LISTEN on jq_jobs. */
+static bool
+utility_ends_listen(Node *parsetree)
+{
+	if (IsA(parsetree, UnlistenStmt))
+	{
+		const char *channel = ((UnlistenStmt *) parsetree)->conditionname;
+
+		return channel == NULL || strcmp(channel, JQ_NOTIFY_CHANNEL) == 0;
+	}
+	return IsA(parsetree, DiscardStmt) &&
+		((DiscardStmt *) parsetree)->target == DISCARD_ALL;
+}
+
 static void
 utility_hook(PlannedStmt *pstmt, const char *queryString,
 #if PG_VERSION_NUM >= 140000
@@ -169,6 +184,8 @@ utility_hook(PlannedStmt *pstmt, const char *queryString,
 		jq_unblock_database(dboid);
 	if (OidIsValid(dboid) && dropping)
 		jq_claim_trace_forget_database(dboid);
+	if (utility_ends_listen(parsetree))
+		jq_listen_stop_at_commit();
 	/* pg_database changes when this transaction commits */
 	if (IsA(parsetree, CreatedbStmt) || dropping)
 		jq_wake_launcher_at_commit();

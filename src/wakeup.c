@@ -35,7 +35,24 @@ static bool recheck_pending = false;
 static bool wake_launcher_pending = false;
 static bool wake_all_pending = false;
 
+/*
+ * Whether this session counts as a listener for jq.notify = auto, and the
+ * change its transaction makes to that: jq_listen() starts counting, and
+ * UNLISTEN, DISCARD ALL and the end of the session stop, as they end the
+ * LISTEN itself, when the transaction commits.
+ */
+typedef enum ListenChange
+{
+	LISTEN_UNCHANGED,
+	LISTEN_START,
+	LISTEN_STOP
+} ListenChange;
+
 static bool listening = false;
+static bool listener_exit_registered = false;
+static ListenChange listen_change = LISTEN_UNCHANGED;
+
+static void listener_apply(ListenChange change);
 
 static void
 wakeup_xact_callback(XactEvent event, void *arg)
@@ -66,6 +83,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 				jq_wake_executor(MyDatabaseId, wake_executor_kinds, -1);
 			if (wake_scheduler_at != DT_NOEND)
 				jq_wake_scheduler(MyDatabaseId, wake_scheduler_at);
+			listener_apply(listen_change);
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -75,6 +93,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			recheck_pending = false;
 			wake_launcher_pending = false;
 			wake_all_pending = false;
+			listen_change = LISTEN_UNCHANGED;
 			break;
 		default:
 			break;
@@ -150,45 +169,73 @@ jq_notify_enqueued(text *queue)
 		Async_Notify(JQ_NOTIFY_CHANNEL, text_to_cstring(queue));
 }
 
+/* Count this session as a listener of its database, or stop counting it. */
 static void
-listener_exit(int code, Datum arg)
+listener_count(bool listen)
 {
 	JqDatabase *db;
 
+	if (listen == listening)
+		return;
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	db = jq_find_database(MyDatabaseId);
-	if (db && db->nlisteners > 0)
+	db = listen ? jq_get_database(MyDatabaseId) : jq_find_database(MyDatabaseId);
+	if (db && listen)
+		db->nlisteners++;
+	else if (db && db->nlisteners > 0)
 		db->nlisteners--;
 	LWLockRelease(jq_shared->lock);
+	listening = listen && db != NULL;
+}
+
+static void
+listener_exit(int code, Datum arg)
+{
+	listener_count(false);
+}
+
+/* At commit: what the transaction did to this session's LISTEN. */
+static void
+listener_apply(ListenChange change)
+{
+	if (change == LISTEN_UNCHANGED)
+		return;
+	if (change == LISTEN_START && !listener_exit_registered)
+	{
+		before_shmem_exit(listener_exit, (Datum) 0);
+		listener_exit_registered = true;
+	}
+	listener_count(change == LISTEN_START);
+}
+
+/* This transaction ends the session's LISTEN on jq_jobs (UNLISTEN, DISCARD ALL). */
+void
+jq_listen_stop_at_commit(void)
+{
+	listen_change = LISTEN_STOP;
 }
 
 PG_FUNCTION_INFO_V1(jq_listen);
 
 /*
- * jq_listen(): LISTEN jq_jobs, and count this session as a listener until
- * it ends, so that jq.notify = auto sends notifications.
+ * jq_listen(): LISTEN jq_jobs, and count this session as a listener while
+ * it listens, so that jq.notify = auto sends notifications.  Notifications
+ * slow every enqueuing commit of the cluster, so turning them on is a right
+ * of workers: members of jq_worker or jq_admin.
  */
 Datum
 jq_listen(PG_FUNCTION_ARGS)
 {
+	if (!jq_is_worker(GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to listen for job_queue jobs"),
+				 errdetail("Listening makes every enqueue send a notification, which slows down all enqueuing transactions."),
+				 errhint("Grant role %s to the role of the worker, or LISTEN %s without counting as a listener.",
+						 JQ_WORKER_ROLE, JQ_NOTIFY_CHANNEL)));
 	PreventCommandDuringRecovery("jq_listen()");
 	Async_Listen(JQ_NOTIFY_CHANNEL);
-
-	if (jq_shared != NULL && !listening)
-	{
-		JqDatabase *db;
-
-		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-		db = jq_get_database(MyDatabaseId);
-		if (db)
-			db->nlisteners++;
-		LWLockRelease(jq_shared->lock);
-		if (db)
-		{
-			before_shmem_exit(listener_exit, (Datum) 0);
-			listening = true;
-		}
-	}
+	if (jq_shared != NULL)
+		listen_change = LISTEN_START;
 	PG_RETURN_VOID();
 }
 

@@ -16,9 +16,13 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'jq_admin') THEN
 		CREATE ROLE jq_admin NOLOGIN;
 	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'jq_worker') THEN
+		CREATE ROLE jq_worker NOLOGIN;
+	END IF;
 END
 $$;
 COMMENT ON ROLE jq_admin IS 'members see and manage every job_queue job';
+COMMENT ON ROLE jq_worker IS 'members take, run and finish every role''s job_queue jobs as external workers, and may turn notifications on';
 
 -- ready, running and waiting are the states of the active table; the rest are final
 CREATE TYPE jq.state AS ENUM ('ready', 'running', 'succeeded', 'failed', 'cancelled',
@@ -218,10 +222,14 @@ SELECT pg_catalog.pg_extension_config_dump('jq.job_group_id_seq', '');
 /*
  * The jobs a role may see: its own, or all of them for members of jq_admin
  * (each test is a sub-select, so it is evaluated once per query, not per
- * row).  security_barrier keeps a caller's own functions from seeing rows
- * the filter drops.
+ * row).  Each half of jq_jobs is a security_barrier view of its own: the
+ * planner turns a UNION ALL into an append of its arms, dropping the
+ * barrier of a view around it, but it keeps the barrier of each arm, so a
+ * caller's function in a WHERE clause on jq_jobs never sees a row the
+ * filter drops.  Leakproof tests (id = 42, state = 'failed') still reach
+ * the indexes.
  */
-CREATE VIEW jq_jobs WITH (security_barrier) AS
+CREATE VIEW jq.visible_active_job WITH (security_barrier) AS
 SELECT j.id, j.queue, j.kind, j.command, j.argv, j.env, j.working_dir, j.payload, j.priority,
 	   CASE
 		   WHEN j.state = 'running' THEN 'running'
@@ -239,30 +247,37 @@ SELECT j.id, j.queue, j.kind, j.command, j.argv, j.env, j.working_dir, j.payload
 	   j.errors, j.schedule_name, j.unique_key, j.depends_on, j.on_dependency_failure, j.group_id
 FROM jq.job j
 WHERE j.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
-   OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'))
-UNION ALL
+   OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
+
+CREATE VIEW jq.visible_finished_job WITH (security_barrier) AS
 SELECT h.id, h.queue, h.kind, h.command, h.argv, h.env, h.working_dir, h.payload, h.priority,
-	   h.state::text,
-	   h.run_at, h.attempts, h.max_attempts, h.timeout, h.owner::regrole,
+	   h.state::text AS state,
+	   h.run_at, h.attempts, h.max_attempts, h.timeout, h.owner::regrole AS owner,
 	   h.created_at, h.started_at, h.finished_at,
-	   h.lease_owner, NULL::timestamptz, h.result,
-	   h.errors -> -1 ->> 'message',
-	   h.errors -> -1 ->> 'code',
-	   (h.errors -> -1 ->> 'timeout')::boolean,
+	   h.lease_owner, NULL::timestamptz AS lease_expires_at, h.result,
+	   h.errors -> -1 ->> 'message' AS last_error,
+	   h.errors -> -1 ->> 'code' AS last_error_code,
+	   (h.errors -> -1 ->> 'timeout')::boolean AS last_error_timeout,
 	   h.errors, h.schedule_name, h.unique_key, h.depends_on, h.on_dependency_failure, h.group_id
 FROM jq.job_history h
 WHERE h.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
 
+CREATE VIEW jq_jobs WITH (security_barrier) AS
+SELECT * FROM jq.visible_active_job
+UNION ALL
+SELECT * FROM jq.visible_finished_job;
+
 GRANT SELECT ON jq_jobs TO PUBLIC;
 COMMENT ON VIEW jq_jobs IS 'every job the current role may see, active and finished';
 
 /*
- * Queues with settings or with unfinished jobs: their settings, and the jobs
- * of every role that are ready (due now), scheduled (due later, or waiting
- * to be retried) and running.
+ * Queues with settings, which every role may see, and queues where the
+ * role has unfinished jobs: their settings, and how many of the jobs the
+ * role may see (as in jq_jobs) are ready (due now), scheduled (due later,
+ * or waiting to be retried) and running.
  */
-CREATE VIEW jq_queues AS
+CREATE VIEW jq_queues WITH (security_barrier) AS
 SELECT coalesce(q.name, c.queue) AS queue,
 	   coalesce(q.external_only, false) AS external_only,
 	   coalesce(q.paused, false) AS paused,
@@ -276,7 +291,10 @@ FULL JOIN (SELECT j.queue,
 				  count(*) FILTER (WHERE j.state = 'ready' AND j.run_at <= pg_catalog.now()) AS ready,
 				  count(*) FILTER (WHERE j.state = 'ready' AND j.run_at > pg_catalog.now()) AS scheduled,
 				  count(*) FILTER (WHERE j.state = 'running') AS running
-		   FROM jq.job j GROUP BY j.queue) c ON c.queue = q.name;
+		   FROM jq.job j
+		   WHERE j.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+			  OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'))
+		   GROUP BY j.queue) c ON c.queue = q.name;
 GRANT SELECT ON jq_queues TO PUBLIC;
 COMMENT ON VIEW jq_queues IS 'the settings of queues and how many of their jobs wait and run';
 
@@ -484,6 +502,12 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'jq_api_call';
 COMMENT ON FUNCTION jq_unschedule IS 'remove a recurring job; false if there is none of that name';
 
+CREATE FUNCTION jq_run_sql(id bigint, attempt integer)
+RETURNS boolean
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'jq_run_sql';
+COMMENT ON FUNCTION jq_run_sql IS 'run a SQL job held by an external worker as the role that enqueued it, and record its outcome; NULL if not held';
+
 CREATE FUNCTION jq_enqueue_group(jobs jsonb, name text DEFAULT NULL)
 RETURNS TABLE (name text, id bigint)
 LANGUAGE c VOLATILE PARALLEL UNSAFE
@@ -555,6 +579,12 @@ CREATE FUNCTION jq._preloaded()
 RETURNS boolean
 LANGUAGE c STRICT STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'jq_preloaded_now';
+
+-- whether a role may run programs as the server's operating-system user
+CREATE FUNCTION jq._may_run_shell(role oid)
+RETURNS boolean
+LANGUAGE c STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'jq_may_run_shell_sql';
 
 -- ask the in-server executor holding a job to stop it
 CREATE FUNCTION jq._request_cancel(token bigint, job_id bigint)
@@ -1587,6 +1617,8 @@ DECLARE
 	expires timestamptz;
 	holder text := coalesce(p_worker, 'external worker ' || pg_backend_pid());
 	limited_claims jq.job[] := '{}';
+	claims jq.job[];
+	refused bigint[];
 BEGIN
 	IF p_max_jobs IS NULL OR p_max_jobs < 1 THEN
 		RAISE EXCEPTION 'max_jobs must be at least 1'
@@ -1625,7 +1657,6 @@ BEGIN
 							   CASE WHEN NOT p_is_admin THEN p_caller END, NULL, 0, 1,
 							   holder, expires) l;
 	END IF;
-	RETURN QUERY
 	WITH candidate AS (
 		SELECT j.id FROM jq.job j
 		WHERE j.state = 'ready' AND NOT j.limited AND j.run_at <= now()
@@ -1645,9 +1676,24 @@ BEGIN
 		WHERE j.id = c.id
 		RETURNING j.*
 	)
+	SELECT coalesce(array_agg(c), '{}') INTO claims
+	FROM (SELECT * FROM claimed UNION ALL SELECT * FROM unnest(limited_claims)) c;
+
+	-- a shell job whose owner lost the right to run programs fails, unrun
+	SELECT coalesce(array_agg(c.id), '{}') INTO refused
+	FROM unnest(claims) c
+	WHERE c.kind = 'shell' AND NOT jq._may_run_shell(c.owner);
+	IF refused <> '{}' THEN
+		PERFORM jq._finish_all(refused, 'rejected',
+							   'the job''s owner may no longer run shell jobs: it needs the privileges of pg_execute_server_program',
+							   false);
+	END IF;
+
+	RETURN QUERY
 	SELECT c.id, c.queue, c.kind, c.command, c.argv, c.env, c.working_dir, c.payload,
 		   c.attempts, c.max_attempts, c.timeout, c.lease_expires_at
-	FROM (SELECT * FROM claimed UNION ALL SELECT * FROM unnest(limited_claims)) c
+	FROM unnest(claims) c
+	WHERE c.id <> ALL (refused)
 	ORDER BY c.priority, c.run_at, c.id;
 
 	IF FOUND THEN

@@ -106,3 +106,118 @@ FROM pg_proc p
 JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'job_queue'
 WHERE p.prosecdef;
+
+-- look-alike objects first in the search path reach none of the internal SQL:
+-- bob's "=" on text would make him superuser if it ran as anyone else
+SELECT jq_configure_queue('lookalike', default_priority => 3);
+SET ROLE jq_bob;
+CREATE FUNCTION public.evil_texteq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_user <> 'jq_bob' THEN
+		EXECUTE 'ALTER ROLE jq_bob SUPERUSER';
+	END IF;
+	RETURN a OPERATOR(pg_catalog.=) b;
+END $$;
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.evil_texteq);
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_user <> 'jq_bob' THEN
+		EXECUTE 'ALTER ROLE jq_bob SUPERUSER';
+	END IF;
+	RETURN pg_catalog.now();
+END $$;
+SET search_path = public, pg_catalog;
+SELECT jq_enqueue('SELECT 1', queue => 'lookalike') AS lookalike_job \gset
+SELECT jq_enqueue($$SET search_path = public, pg_catalog; SELECT 1$$, queue => 'lookalike') AS job_sets_path \gset
+SELECT jq_enqueue('SELECT 2', queue => 'lookalike', run_at => now() + interval '1 day',
+				  unique_key => 'lookalike') AS lookalike_later \gset
+SELECT count(*) FROM jq_dequeue('nothing-here');
+SELECT jq_cancel(:lookalike_later);
+SELECT jq_retry(:lookalike_later);
+SELECT jq_schedule('lookalike', '@hourly', 'SELECT 3') IS NOT NULL AS scheduled;
+SELECT jq_unschedule('lookalike');
+RESET search_path;
+RESET ROLE;
+SELECT wait_for_jobs(ARRAY[:lookalike_job, :job_sets_path, :lookalike_later]);
+SELECT state FROM jq_jobs WHERE id IN (:lookalike_job, :job_sets_path, :lookalike_later);
+SELECT rolsuper AS bob_is_superuser FROM pg_roles WHERE rolname = 'jq_bob';
+
+-- a function of bob's in a WHERE clause sees none of alice's rows
+SELECT jq_enqueue('SELECT $alice$ private $alice$', run_at => now() + interval '1 day',
+				  payload => '{"alice": "private"}') AS alice_private \gset
+UPDATE jq.job SET owner = 'jq_alice'::regrole WHERE id = :alice_private;
+SELECT jq_schedule('alice-private', '@daily', 'SELECT $alice$ private $alice$') IS NOT NULL AS scheduled;
+UPDATE jq.schedule SET owner = 'jq_alice'::regrole WHERE name = 'alice-private';
+SET ROLE jq_bob;
+CREATE FUNCTION public.peek(anyelement) RETURNS boolean LANGUAGE plpgsql IMMUTABLE COST 0.0000001 AS $$
+BEGIN
+	IF $1::text LIKE '%alice%' THEN
+		RAISE NOTICE 'bob saw %', $1;
+	END IF;
+	RETURN true;
+END $$;
+SELECT count(*) >= 0 AS done FROM jq_jobs WHERE public.peek(command) AND public.peek(payload)
+	AND public.peek(owner) AND public.peek(errors);
+SELECT count(*) >= 0 AS done FROM jq_schedules WHERE public.peek(command) AND public.peek(name);
+SELECT count(*) >= 0 AS done FROM jq_groups WHERE public.peek(owner);
+SELECT count(*) >= 0 AS done FROM jq_queues WHERE public.peek(queue) AND public.peek(ready);
+RESET ROLE;
+
+-- a role that is not a worker cannot turn notifications on for everyone
+SET ROLE jq_bob;
+SELECT jq_listen();
+RESET ROLE;
+
+-- an external worker runs a SQL job as its owner with jq_run_sql, whoever
+-- the worker is: here a superuser running alice's jobs
+SELECT jq_configure_queue('outside', external_only => true);
+SET ROLE jq_alice;
+SELECT jq_enqueue('SELECT x FROM secret', queue => 'outside', max_attempts => 1) AS outside_secret,
+	   jq_enqueue('INSERT INTO alice_data VALUES (7) RETURNING x', queue => 'outside') AS outside_own
+	   \gset
+RESET ROLE;
+BEGIN;
+SELECT id, attempt FROM jq_dequeue('outside', max_jobs => 10) ORDER BY id;
+SELECT jq_run_sql(:outside_secret, 1) AS secret_run, jq_run_sql(:outside_own, 1) AS own_run;
+-- no longer held: NULL; a stale attempt: NULL
+SELECT jq_run_sql(:outside_own, 1) IS NULL AS finished_not_held;
+COMMIT;
+SELECT id = :outside_secret AS is_secret, state, result, last_error, last_error_code
+FROM jq_jobs WHERE id IN (:outside_secret, :outside_own) ORDER BY id;
+-- bob, not a worker, cannot run alice's jobs
+SET ROLE jq_alice;
+SELECT jq_enqueue('SELECT 1', queue => 'outside') AS outside_later \gset
+RESET ROLE;
+SELECT count(*) FROM jq_dequeue('outside');
+SET ROLE jq_bob;
+SELECT jq_run_sql(:outside_later, 1);
+RESET ROLE;
+-- a member of jq_worker may take and run every role's jobs, but not see them
+CREATE ROLE jq_runner IN ROLE jq_worker;
+SET ROLE jq_alice;
+SELECT jq_enqueue('SELECT current_user::text AS ran_as', queue => 'outside') AS by_runner \gset
+RESET ROLE;
+SET ROLE jq_runner;
+BEGIN;
+SELECT count(*) AS claimed FROM jq_dequeue('outside', max_jobs => 10);
+SELECT jq_run_sql(:by_runner, 1) AS runner_run;
+COMMIT;
+SELECT count(*) AS runner_sees FROM jq_jobs;
+SELECT jq_cancel(:outside_later);
+RESET ROLE;
+SELECT result FROM jq_jobs WHERE id = :by_runner;
+-- jq_run_sql runs SQL jobs only
+SELECT jq_configure_queue('outside-shell', external_only => true);
+SELECT jq_enqueue('true', kind => 'shell', queue => 'outside-shell') AS outside_shell \gset
+SELECT count(*) FROM jq_dequeue('outside-shell');
+SELECT jq_run_sql(:outside_shell, 1);
+
+-- a shell job whose owner lost the right to run programs is not handed out
+CREATE ROLE jq_operator IN ROLE pg_execute_server_program;
+SET ROLE jq_operator;
+SELECT jq_enqueue('touch /tmp/jq_revoked_should_not_exist', kind => 'shell',
+				  queue => 'outside-shell') AS revoked_shell \gset
+RESET ROLE;
+REVOKE pg_execute_server_program FROM jq_operator;
+SELECT count(*) AS handed_out FROM jq_dequeue('outside-shell', max_jobs => 10);
+SELECT state, last_error FROM jq_jobs WHERE id = :revoked_shell;
