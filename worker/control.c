@@ -97,15 +97,15 @@ control_free_slots(const Worker *w)
 }
 
 /*
- * Does the slot's lease need extending?  Not while a SQL job records its
- * outcome: its transaction holds the job's row.
+ * Does the slot's lease need extending?  Not while jq_run_sql runs a SQL
+ * job: it holds the job's row, which keeps the job ours.
  */
 static bool
 control_needs_heartbeat(const Slot *slot)
 {
 	return slot->state == SLOT_RUNNING && !slot->heartbeat_sent &&
 		slot->stop != STOP_LEASE_LOST &&
-		!(slot->is_sql && slot->phase >= SQL_COMPLETE);
+		!(slot->is_sql && slot->phase == SQL_RUN);
 }
 
 /* The connection is gone: forget the query in flight, connect again later. */

@@ -9,8 +9,8 @@
  * does, listen.c), claims them with
  * jq_dequeue, extends their leases and records how they ended.  Each job
  * runs in a slot (job.c): a shell job as a child process group
- * (src/shell_run.c), a SQL job over the slot's own connection
- * (sql_job.c), in one transaction with its completion.  Every connection is
+ * (src/shell_run.c), a SQL job in the server, as its owner, by jq_run_sql
+ * over the slot's own connection (sql_job.c).  Every connection is
  * non-blocking (conn.c), so that timeouts, signals and output are handled
  * while the server is slow or gone.
  *
@@ -166,12 +166,7 @@ typedef enum StopReason
 typedef enum SqlPhase
 {
 	SQL_CONNECTING,
-	SQL_BEGIN,
-	SQL_COMMAND,
-	SQL_COMPLETE,				/* jq_complete in the job's transaction */
-	SQL_COMMIT,
-	SQL_ROLLBACK,
-	SQL_FAIL					/* jq_fail after the rollback */
+	SQL_RUN						/* jq_run_sql in flight */
 } SqlPhase;
 
 typedef struct Slot
