@@ -49,8 +49,9 @@ options_usage(void)
 		   "  -V, --version              print the version and exit\n"
 		   "  -?, --help                 print this help and exit\n\n"
 		   "A shell job gets JQ_JOB_ID, JQ_ATTEMPT, JQ_MAX_ATTEMPTS, JQ_QUEUE and, when it\n"
-		   "has a payload, JQ_PAYLOAD in its environment.  A SQL job runs as the role the\n"
-		   "worker connects as, in one transaction with its completion.\n\n"
+		   "has a payload, JQ_PAYLOAD in its environment.  A SQL job runs in the server\n"
+		   "as the role that enqueued it (jq_run_sql), in one transaction with its\n"
+		   "outcome.\n\n"
 		   "SIGTERM or SIGINT: claim nothing more, let running jobs finish for the\n"
 		   "shutdown grace, then stop them and give them back to the queue.  A second\n"
 		   "signal kills the running jobs and exits at once.\n",
