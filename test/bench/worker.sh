@@ -11,6 +11,8 @@
 #  - shell jobs (true), all enqueued first, drained by one worker with
 #    --concurrency 8, side by side with 8 shell loops running
 #    /bin/sh -c true;
+#  - what one call of jq_heartbeat, jq_run_sql and jq_complete costs, each
+#    its own transaction, against a bare committing statement;
 #  - pickup latency through LISTEN/NOTIFY: jobs enqueued one at a time into
 #    idle workers, from the enqueuing COMMIT to the job's process running,
 #    and from the job's creation to its claim (started_at - created_at).
@@ -205,6 +207,31 @@ for n in $FLEET; do
 	printf '  %-58s %10s\n' "$n worker$([ "$n" = 1 ] || echo s)" \
 		"$(drain sql 'SELECT 1' "$JOBS" "$n" --concurrency 4)"
 done
+
+# ms per call of the external workers' functions, each its own transaction,
+# 300 calls in one session, against a bare committing statement
+per_call()
+{
+	local t0
+	sql -c "SELECT id || ' ' || attempt FROM jq_dequeue(NULL, 300, '10 minutes')" >"$TMP/held"
+	awk -v f="$1" '{ printf f "\n", $1, $2 }' "$TMP/held" >"$TMP/calls.sql"
+	t0=$(date +%s.%N)
+	sql -f "$TMP/calls.sql" >/dev/null
+	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", (b - a) * 1000 / 300 }'
+}
+sql -c "TRUNCATE jq.job_history" \
+	-c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[1200])))" >/dev/null
+echo
+printf '%-60s %10s\n' "Cost per call, 300 calls in one session, each committed" "ms"
+printf '  %-58s %10s\n' "SELECT txid_current()" \
+	"$(per_call 'SELECT txid_current(); -- %s %s')" \
+	"jq_heartbeat(id, attempt => ...)" \
+	"$(per_call 'SELECT jq_heartbeat(%s, attempt => %s);')" \
+	"jq_run_sql(id, attempt), a SELECT 1 job" \
+	"$(per_call 'SELECT jq_run_sql(%s, %s);')" \
+	"jq_complete(id, attempt => ...)" \
+	"$(per_call 'SELECT jq_complete(%s, attempt => %s);')"
+sql -c "SELECT count(jq_cancel(id)) FROM jq.job" >/dev/null
 
 shell_rate=$(drain shell true "$SHELL_JOBS" 1 --concurrency "$PARALLEL")
 loop_rate=$(shell_loop_rate)
