@@ -3,11 +3,13 @@
 # server and headers, a compiler, the Perl modules of the TAP tests, and the
 # Prometheus parser that checks the output of jq_metrics; for jq_dashboard,
 # libmicrohttpd, and for its browser test chromium and (from the npm
-# registry) playwright-core.
+# registry) playwright-core; PgBouncer for the test of a pooler in front of
+# the server, and Patroni with etcd for the failover test.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 pkgs="postgresql-15 postgresql-server-dev-15 postgresql-contrib build-essential libipc-run-perl python3-prometheus-client"
 pkgs="$pkgs libmicrohttpd-dev chromium"
+pkgs="$pkgs pgbouncer patroni python3-etcd etcd-server"
 command -v npm >/dev/null || pkgs="$pkgs nodejs npm"
 missing=""
 for p in $pkgs; do

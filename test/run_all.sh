@@ -24,4 +24,6 @@ for f in test/out/regression.diffs test/out_isolation/regression.diffs; do
 		cat "$f"
 	fi
 done
+# failover under load with Patroni and etcd
+test/failover/run.sh || status=$?
 exit $status

@@ -5,7 +5,8 @@
  *	  extends their leases and records how shell jobs ended.
  *
  * One query is in flight at a time.  When the connection is free the next
- * task is, in this order: jq_listen() after connecting; a lease due for
+ * task is, in this order: jq_listen() after connecting (unless
+ * --listen-dsn, see listen.c, or --no-listen); a lease due for
  * extension; then, taking turns when both wait, the outcomes of the jobs
  * that ended (all in one statement, so one commit) and a claim, when a
  * slot is free and jobs may be waiting.  Jobs may be waiting after
@@ -27,9 +28,6 @@
  *-------------------------------------------------------------------------
  */
 #include "jq_worker.h"
-
-#define BACKOFF_MIN_MS	500
-#define BACKOFF_MAX_MS	30000
 
 static const char *const dequeue_sql =
 "SELECT d.id, d.kind, d.queue, d.command, d.argv, d.working_dir, "
@@ -99,15 +97,15 @@ control_free_slots(const Worker *w)
 }
 
 /*
- * Does the slot's lease need extending?  Not while a SQL job records its
- * outcome: its transaction holds the job's row.
+ * Does the slot's lease need extending?  Not while jq_run_sql runs a SQL
+ * job: it holds the job's row, which keeps the job ours.
  */
 static bool
 control_needs_heartbeat(const Slot *slot)
 {
 	return slot->state == SLOT_RUNNING && !slot->heartbeat_sent &&
 		slot->stop != STOP_LEASE_LOST &&
-		!(slot->is_sql && slot->phase >= SQL_COMPLETE);
+		!(slot->is_sql && slot->phase == SQL_RUN);
 }
 
 /* The connection is gone: forget the query in flight, connect again later. */
@@ -135,6 +133,8 @@ control_send(Worker *w, ControlTask task, const char *sql,
 	if (!conn_send(&w->control, sql, nparams, values))
 		control_lost(w, now);
 }
+
+static void control_ready(Worker *w);
 
 static void
 control_claim(Worker *w, int64 now)
@@ -213,11 +213,13 @@ control_step(Worker *w, int64 now)
 	if (c->state != CONN_READY || c->busy)
 		return;
 
-	if (!w->listening)
+	if (!w->listening && w->opts.listen && w->opts.listen_dsn == NULL)
 	{
 		control_send(w, TASK_LISTEN, "SELECT jq_listen()", 0, NULL, now);
 		return;
 	}
+	if (!w->listening)
+		control_ready(w);
 	for (int i = 0; i < w->opts.concurrency; i++)
 	{
 		if (control_needs_heartbeat(&w->slots[i]) && now >= w->slots[i].heartbeat_at)
@@ -346,6 +348,17 @@ control_report_result(Worker *w, PGresult *res, bool ok)
 	}
 }
 
+/* Connected (and listening, if it listens): claim what is waiting. */
+static void
+control_ready(Worker *w)
+{
+	log_event(0, "connected to database \"%s\", waiting for jobs", PQdb(w->control.pg));
+	w->listening = true;
+	w->backoff_ms = BACKOFF_MIN_MS;
+	w->server_utf8 = conn_server_utf8(&w->control);
+	w->claim_wanted = true;
+}
+
 static void
 control_result(Worker *w, PGresult *res, int64 now)
 {
@@ -364,12 +377,7 @@ control_result(Worker *w, PGresult *res, int64 now)
 				control_lost(w, now);
 				break;
 			}
-			log_event(0, "connected to database \"%s\", waiting for jobs",
-					  PQdb(w->control.pg));
-			w->listening = true;
-			w->backoff_ms = BACKOFF_MIN_MS;
-			w->server_utf8 = conn_server_utf8(&w->control);
-			w->claim_wanted = true;
+			control_ready(w);
 			break;
 		case TASK_DEQUEUE:
 			if (ok)
@@ -410,7 +418,6 @@ void
 control_advance(Worker *w, const PollSet *ps, int64 now)
 {
 	PGresult   *res;
-	PGnotify   *n;
 
 	switch (conn_advance(&w->control, ps, &res))
 	{
@@ -425,8 +432,16 @@ control_advance(Worker *w, const PollSet *ps, int64 now)
 			break;
 	}
 	PQclear(res);
+	control_take_notifications(w, w->control.pg);
+}
 
-	while (w->control.pg != NULL && (n = PQnotifies(w->control.pg)) != NULL)
+/* Take the notifications that came on pg (NULL: none): jobs may wait. */
+void
+control_take_notifications(Worker *w, PGconn *pg)
+{
+	PGnotify   *n;
+
+	while (pg != NULL && (n = PQnotifies(pg)) != NULL)
 	{
 		if (control_notified(w, n))
 		{

@@ -150,7 +150,7 @@ job_outcome(Worker *w, Slot *slot, bool succeeded, const char *error, char *resu
 	job_server_text(w, slot->error);
 	job_server_text(w, slot->result);
 	if (succeeded)
-		log_event(slot->job.id_num, "succeeded (%.3f s)", secs);
+		log_job(slot->job.id_num, "succeeded (%.3f s)", secs);
 	else
 		log_event(slot->job.id_num, "failed (%.3f s): %s", secs, error);
 }
@@ -244,7 +244,7 @@ job_start_shell(Worker *w, Slot *slot)
 	}
 	slot->proc_started = true;
 	worker_track_group(slot->index, slot->proc.pid);
-	log_event(job->id_num, "started (pid %d)", (int) slot->proc.pid);
+	log_detail(job->id_num, "started (pid %d)", (int) slot->proc.pid);
 	log_detail(job->id_num, "running %s", job->command ? job->command : job->argv[0]);
 }
 
@@ -282,7 +282,7 @@ job_start(Worker *w, Slot *slot, PGresult *res, int row)
 	slot->retry = true;
 	slot->is_sql = false;
 
-	log_event(job->id_num, "claimed from queue %s (%s job, attempt %s of %s)",
+	log_detail(job->id_num, "claimed from queue %s (%s job, attempt %s of %s)",
 			  job->queue, job->kind, job->attempt, job->max_attempts);
 	if (argv != NULL && job->argv == NULL)
 	{

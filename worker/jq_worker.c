@@ -155,6 +155,7 @@ worker_exit(Worker *w, int status)
 		job_kill(slot);
 	}
 	conn_close(&w->control);
+	conn_close(&w->listener);
 	log_event(0, "stopped");
 	exit(status);
 }
@@ -191,15 +192,17 @@ worker_loop(Worker *w)
 		}
 
 		control_step(w, now);
+		listen_step(w, now);
 		for (int i = 0; i < w->opts.concurrency; i++)
 			job_step(w, &w->slots[i], now);
 
 		ps.n = 0;
 		pollset_add(&ps, wake_pipe[0], POLLIN);
 		control_want(w, &ps);
+		listen_want(w, &ps);
 		for (int i = 0; i < w->opts.concurrency; i++)
 			job_want(&w->slots[i], &ps);
-		next = control_next_event(w);
+		next = Min(control_next_event(w), listen_next_event(w));
 		for (int i = 0; i < w->opts.concurrency; i++)
 			next = Min(next, job_next_event(&w->slots[i]));
 		if (w->stopping)
@@ -216,6 +219,7 @@ worker_loop(Worker *w)
 
 		now = now_ms();
 		control_advance(w, &ps, now);
+		listen_advance(w, &ps, now);
 		for (int i = 0; i < w->opts.concurrency; i++)
 			job_advance(w, &w->slots[i], &ps);
 	}
@@ -228,7 +232,7 @@ main(int argc, char **argv)
 
 	memset(&w, 0, sizeof(w));
 	options_parse(argc, argv, &w.opts);
-	log_verbose = w.opts.verbose;
+	log_level = w.opts.log_level;
 	worker_signals(w.opts.concurrency);
 
 	w.slots = pg_malloc0(w.opts.concurrency * sizeof(Slot));
@@ -238,6 +242,7 @@ main(int argc, char **argv)
 		conn_init(&w.slots[i].sql);
 	}
 	control_init(&w);
+	listen_init(&w);
 	log_event(0, "starting as \"%s\": %d job%s at once, kinds %s, queues %s",
 			  w.opts.name, w.opts.concurrency, w.opts.concurrency == 1 ? "" : "s",
 			  w.kinds_array, w.queues_array ? w.queues_array : "all");

@@ -5,11 +5,12 @@
  *	  job_queue: a client program that takes jobs over libpq and runs them.
  *
  * One process, one thread, one poll() loop (jq_worker.c).  The control
- * connection (control.c) LISTENs for new jobs, claims them with
+ * connection (control.c) LISTENs for new jobs (or a connection of its own
+ * does, listen.c), claims them with
  * jq_dequeue, extends their leases and records how they ended.  Each job
  * runs in a slot (job.c): a shell job as a child process group
- * (src/shell_run.c), a SQL job over the slot's own connection
- * (sql_job.c), in one transaction with its completion.  Every connection is
+ * (src/shell_run.c), a SQL job in the server, as its owner, by jq_run_sql
+ * over the slot's own connection (sql_job.c).  Every connection is
  * non-blocking (conn.c), so that timeouts, signals and output are handled
  * while the server is slow or gone.
  *
@@ -44,16 +45,26 @@ typedef struct WorkerOptions
 	int			shutdown_grace_ms;
 	int			recheck_ms;
 	char	   *name;			/* lease owner */
-	bool		verbose;
+	int			log_level;		/* LOG_LEVEL_* */
+	char	   *listen_dsn;		/* --listen-dsn, or NULL */
+	bool		listen;			/* false: --no-listen */
 } WorkerOptions;
 
 extern void options_parse(int argc, char **argv, WorkerOptions *opts);
 
 /* log lines and the clock (log.c) */
-extern bool log_verbose;
+#define LOG_LEVEL_QUIET		0	/* failures and connections */
+#define LOG_LEVEL_JOBS		1	/* and a line per job */
+#define LOG_LEVEL_VERBOSE	2	/* and every step */
+extern int	log_level;
 extern int64 now_ms(void);
 extern void log_event(int64 job_id, const char *fmt,...) pg_attribute_printf(2, 3);
+extern void log_job(int64 job_id, const char *fmt,...) pg_attribute_printf(2, 3);
 extern void log_detail(int64 job_id, const char *fmt,...) pg_attribute_printf(2, 3);
+
+/* wait before connecting again after a failure: doubles from min to max */
+#define BACKOFF_MIN_MS	500
+#define BACKOFF_MAX_MS	30000
 
 /* the descriptors one round of the loop waits on (jq_worker.c) */
 typedef struct PollSet
@@ -155,13 +166,7 @@ typedef enum StopReason
 typedef enum SqlPhase
 {
 	SQL_CONNECTING,
-	SQL_RESET,					/* DISCARD ALL on a connection used before */
-	SQL_BEGIN,
-	SQL_COMMAND,
-	SQL_COMPLETE,				/* jq_complete in the job's transaction */
-	SQL_COMMIT,
-	SQL_ROLLBACK,
-	SQL_FAIL					/* jq_fail after the rollback */
+	SQL_RUN						/* jq_run_sql in flight */
 } SqlPhase;
 
 typedef struct Slot
@@ -207,7 +212,12 @@ typedef struct Worker
 	Conn		control;
 	int64		reconnect_at;	/* when the control connection is tried again */
 	int			backoff_ms;		/* wait before the next attempt */
-	bool		listening;
+	bool		listening;		/* control is ready (and listens, if it
+								 * listens) */
+	Conn		listener;		/* --listen-dsn (listen.c) */
+	int64		listener_reconnect_at;
+	int			listener_backoff_ms;
+	bool		listener_asked;	/* jq_listen() sent */
 	ControlTask task;			/* query in flight on control */
 	ControlTask last_task;		/* the one sent last */
 	Slot	   *heartbeat_slot; /* TASK_HEARTBEAT: the job's slot */
@@ -237,6 +247,14 @@ extern void control_step(Worker *w, int64 now);
 extern void control_want(Worker *w, PollSet *ps);
 extern void control_advance(Worker *w, const PollSet *ps, int64 now);
 extern int64 control_next_event(const Worker *w);
+extern void control_take_notifications(Worker *w, PGconn *pg);
+
+/* listen.c */
+extern void listen_init(Worker *w);
+extern void listen_step(Worker *w, int64 now);
+extern void listen_want(Worker *w, PollSet *ps);
+extern void listen_advance(Worker *w, const PollSet *ps, int64 now);
+extern int64 listen_next_event(const Worker *w);
 
 /* job.c */
 extern void job_start(Worker *w, Slot *slot, PGresult *res, int row);

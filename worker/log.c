@@ -8,6 +8,11 @@
  *
  *	 2025-01-31 12:00:00.123 UTC jq_worker[4242]: job 17: claimed ...
  *
+ * How much is said (--quiet, the default, --verbose): failures,
+ * connections and shutdown always; a line per job that went well unless
+ * --quiet; claims, starts and recorded outcomes only with --verbose.  So a
+ * busy worker writes at most one line per job, and none with --quiet.
+ *
  * Deadlines are kept in milliseconds of a monotonic clock, which jumps of
  * the wall clock do not move.
  *
@@ -19,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-bool		log_verbose = false;
+int			log_level = LOG_LEVEL_JOBS;
 
 int64
 now_ms(void)
@@ -83,13 +88,26 @@ log_event(int64 job_id, const char *fmt,...)
 	va_end(args);
 }
 
+/* The one line a job that went well gets, unless --quiet. */
+void
+log_job(int64 job_id, const char *fmt,...)
+{
+	va_list		args;
+
+	if (log_level < LOG_LEVEL_JOBS)
+		return;
+	va_start(args, fmt);
+	log_line(job_id, fmt, args);
+	va_end(args);
+}
+
 /* More, with --verbose. */
 void
 log_detail(int64 job_id, const char *fmt,...)
 {
 	va_list		args;
 
-	if (!log_verbose)
+	if (log_level < LOG_LEVEL_VERBOSE)
 		return;
 	va_start(args, fmt);
 	log_line(job_id, fmt, args);

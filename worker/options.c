@@ -40,12 +40,18 @@ options_usage(void)
 		   "                             the server's scheduler notifies when delayed\n"
 		   "                             jobs and retries come due (default: 30)\n"
 		   "      --name=NAME            lease owner shown in jq_jobs (default: host:pid)\n"
-		   "  -v, --verbose              log more\n"
+		   "      --listen-dsn=CONNINFO  LISTEN for new jobs on a connection of its own to\n"
+		   "                             this database, for a --dsn through a pooler in\n"
+		   "                             transaction mode (default: LISTEN over --dsn)\n"
+		   "      --no-listen            do not LISTEN: look for jobs every --recheck\n"
+		   "      --quiet                log only failures and connection events\n"
+		   "  -v, --verbose              log every step (default: one line per job)\n"
 		   "  -V, --version              print the version and exit\n"
 		   "  -?, --help                 print this help and exit\n\n"
 		   "A shell job gets JQ_JOB_ID, JQ_ATTEMPT, JQ_MAX_ATTEMPTS, JQ_QUEUE and, when it\n"
-		   "has a payload, JQ_PAYLOAD in its environment.  A SQL job runs as the role the\n"
-		   "worker connects as, in one transaction with its completion.\n\n"
+		   "has a payload, JQ_PAYLOAD in its environment.  A SQL job runs in the server\n"
+		   "as the role that enqueued it (jq_run_sql), in one transaction with its\n"
+		   "outcome.\n\n"
 		   "SIGTERM or SIGINT: claim nothing more, let running jobs finish for the\n"
 		   "shutdown grace, then stop them and give them back to the queue.  A second\n"
 		   "signal kills the running jobs and exits at once.\n",
@@ -97,6 +103,25 @@ options_bytes(const char *arg)
 	return 0;					/* keep compiler quiet */
 }
 
+/* Exit with message (a format with one %s) if dsn is not a connection string. */
+static void
+options_check_dsn(const char *dsn, const char *message)
+{
+	char	   *err = NULL;
+	PQconninfoOption *parsed;
+
+	if (dsn == NULL)
+		return;
+	parsed = PQconninfoParse(dsn, &err);
+	if (parsed == NULL)
+	{
+		if (err != NULL)
+			err[strcspn(err, "\n")] = '\0';
+		options_error(message, err ? err : "out of memory");
+	}
+	PQconninfoFree(parsed);
+}
+
 static void
 options_kinds(const char *arg, WorkerOptions *opts)
 {
@@ -129,6 +154,9 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 		OPT_SHUTDOWN_GRACE,
 		OPT_RECHECK,
 		OPT_NAME,
+		OPT_LISTEN_DSN,
+		OPT_NO_LISTEN,
+		OPT_QUIET,
 		OPT_HELP
 	};
 	static const struct option long_options[] = {
@@ -142,6 +170,9 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 		{"shutdown-grace", required_argument, NULL, OPT_SHUTDOWN_GRACE},
 		{"recheck", required_argument, NULL, OPT_RECHECK},
 		{"name", required_argument, NULL, OPT_NAME},
+		{"listen-dsn", required_argument, NULL, OPT_LISTEN_DSN},
+		{"no-listen", no_argument, NULL, OPT_NO_LISTEN},
+		{"quiet", no_argument, NULL, OPT_QUIET},
 		{"verbose", no_argument, NULL, 'v'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, OPT_HELP},
@@ -159,6 +190,8 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 	opts->kill_grace_ms = 5 * 1000;
 	opts->shutdown_grace_ms = 30 * 1000;
 	opts->recheck_ms = 30 * 1000;
+	opts->log_level = LOG_LEVEL_JOBS;
+	opts->listen = true;
 
 	/* -? cannot be told from an unknown option once getopt has seen it */
 	if (argc > 1 && strcmp(argv[1], "-?") == 0)
@@ -209,8 +242,17 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 			case OPT_NAME:
 				opts->name = pg_strdup(optarg);
 				break;
+			case OPT_LISTEN_DSN:
+				opts->listen_dsn = pg_strdup(optarg);
+				break;
+			case OPT_NO_LISTEN:
+				opts->listen = false;
+				break;
+			case OPT_QUIET:
+				opts->log_level = LOG_LEVEL_QUIET;
+				break;
 			case 'v':
-				opts->verbose = true;
+				opts->log_level = LOG_LEVEL_VERBOSE;
 				break;
 			case 'V':
 				printf("jq_worker (job_queue) %s\n", JQ_WORKER_VERSION);
@@ -225,19 +267,10 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 	}
 	if (optind < argc)
 		options_error("unexpected argument \"%s\"", argv[optind]);
-	if (opts->dsn != NULL)
-	{
-		char	   *err = NULL;
-		PQconninfoOption *parsed = PQconninfoParse(opts->dsn, &err);
-
-		if (parsed == NULL)
-		{
-			if (err != NULL)
-				err[strcspn(err, "\n")] = '\0';
-			options_error("invalid --dsn: %s", err ? err : "out of memory");
-		}
-		PQconninfoFree(parsed);
-	}
+	options_check_dsn(opts->dsn, "invalid --dsn: %s");
+	options_check_dsn(opts->listen_dsn, "invalid --listen-dsn: %s");
+	if (opts->listen_dsn != NULL && !opts->listen)
+		options_error("%s", "--listen-dsn and --no-listen cannot be used together");
 
 	if (opts->name == NULL)
 	{

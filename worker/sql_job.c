@@ -1,35 +1,36 @@
 /*-------------------------------------------------------------------------
  *
  * sql_job.c
- *	  A SQL job, run over its slot's own connection in one transaction with
- *	  its completion:
+ *	  A SQL job, run in the server by jq_run_sql over its slot's own
+ *	  connection:
  *
- *		BEGIN;  <the job's command>;  SELECT jq_complete(...);  COMMIT
+ *		SELECT jq_run_sql(id, attempt)
  *
- *	  so that the job's effects and its "succeeded" mark commit together or
- *	  not at all.
+ * jq_run_sql runs the job's command as the role that enqueued it, not as
+ * the role the worker connects as, with the executors' own code (in a
+ * subtransaction, under the job's timeout, its settings and session state
+ * undone after it), and records its outcome, succeeded or a failed attempt
+ * retried by the usual rules, in the same transaction: here the statement's
+ * own, so one round trip and one commit per job, and the job's effects and
+ * its outcome commit together or not at all.  It answers true (succeeded),
+ * false (failed; the error is in jq_jobs) or NULL: the attempt is no
+ * longer ours (cancelled, or its lease expired and it went elsewhere), and
+ * nothing ran.
  *
- * Each step is its own query, and the command is sent alone as a simple
- * query, so that nothing in it can swallow or reorder the steps around it.
- * When the command fails: ROLLBACK, then jq_fail on the same connection.
- * When jq_complete returns false the lease was lost (the job was cancelled
- * or went to another worker): ROLLBACK, and the job's effects are gone.
- * A command that ends the transaction itself (COMMIT, ROLLBACK) fails
- * without retry, as in the server.
+ *	 CONNECTING (a new connection) -> RUN -> (done)
  *
- *	 CONNECTING or RESET -> BEGIN -> COMMAND -> COMPLETE -> COMMIT -> (done)
- *	 BEGIN, COMMAND, COMPLETE --(error, lease lost)--> ROLLBACK -> FAIL -> (done)
- *	 COMMIT --(error)--> FAIL -> (done)
- *
- * A job runs as the role the worker connects as.  The connection stays
- * open for the slot's next SQL job, which begins with DISCARD ALL so that
- * no setting, temporary table or lock of a job outlives it.  If the
- * connection fails while a job runs, the
- * job's transaction is gone with it, and the failure is recorded over the
- * control connection instead (if COMMIT was in flight the job may have
- * succeeded: jq_fail is then refused, since the attempt is no longer held).
- * A timeout or a stop sends a cancel request; if the job has not ended
- * --kill-grace later, its connection is closed.
+ * The job's row stays locked while it runs, so its lease is not extended
+ * (a heartbeat would wait for the lock) and needs no extending: a locked
+ * job is neither taken back when its lease expires nor cancelled before it
+ * ends.  The server enforces the job's timeout.  A stop (shutdown) sends a
+ * cancel request, which ends the job's SQL with an error that jq_run_sql
+ * records; if it has not ended --kill-grace later, its connection is
+ * closed.  If the connection fails while a job runs, whether its statement
+ * committed is unknown: a failure is sent over the control connection,
+ * which jq_fail refuses if the outcome was recorded.  An error of the
+ * statement itself (the job is not a SQL job, the worker may not run it)
+ * is recorded the same way.  The connection stays open for the slot's next
+ * SQL job.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,65 +39,56 @@
 static void sql_job_lost(Worker *w, Slot *slot);
 
 static void
-sql_job_send(Worker *w, Slot *slot, SqlPhase phase, const char *sql)
+sql_job_connect(Worker *w, Slot *slot)
 {
-	slot->phase = phase;
-	if (!conn_send(&slot->sql, sql, 0, NULL))
+	slot->sql_fresh = true;
+	slot->phase = SQL_CONNECTING;
+	conn_connect(&slot->sql, w->opts.dsn);
+	if (slot->sql.state == CONN_DOWN)
 		sql_job_lost(w, slot);
 }
 
-/* jq_complete or jq_fail, on the job's own connection */
+/*
+ * Send the job.  A kept connection that died while idle, found out here,
+ * before anything ran, is replaced.
+ */
 static void
-sql_job_send_outcome(Worker *w, Slot *slot, SqlPhase phase)
+sql_job_run(Worker *w, Slot *slot)
 {
-	StringInfoData sql;
-	const char *values[JOB_OUTCOME_PARAMS];
-	int			nvalues = 0;
-	bool		sent;
+	const char *const values[] = {slot->job.id, slot->job.attempt};
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT ");
-	job_outcome_call(slot, &sql, values, &nvalues);
-	slot->phase = phase;
-	sent = conn_send(&slot->sql, sql.data, nvalues, values);
-	pg_free(sql.data);
-	if (!sent)
+	slot->phase = SQL_RUN;
+	if (conn_send(&slot->sql, "SELECT jq_run_sql($1::bigint, $2::integer)",
+				  lengthof(values), values))
+		return;
+	if (slot->sql_fresh)
 		sql_job_lost(w, slot);
+	else
+		sql_job_connect(w, slot);
 }
 
 void
 sql_job_start(Worker *w, Slot *slot)
 {
 	slot->is_sql = true;
-	if (slot->job.command == NULL)
-	{
-		slot->retry = false;
-		job_end(w, slot, false, "a SQL job without a command", NULL);
-		return;
-	}
-	log_event(slot->job.id_num, "started");
-	log_detail(slot->job.id_num, "running %s", slot->job.command);
-	slot->sql_fresh = (slot->sql.state != CONN_READY);
-	if (!slot->sql_fresh)
-	{
-		sql_job_send(w, slot, SQL_RESET, "DISCARD ALL");
-		return;
-	}
-	slot->phase = SQL_CONNECTING;
-	conn_connect(&slot->sql, w->opts.dsn);
-	if (slot->sql.state == CONN_DOWN)
-		sql_job_abandon(w, slot, slot->sql.error);
+	/* the server stops it at its timeout */
+	slot->timeout_at = NEVER;
+	log_detail(slot->job.id_num, "running %s", slot->job.command ? slot->job.command : "");
+	slot->sql_fresh = false;
+	if (slot->sql.state == CONN_READY)
+		sql_job_run(w, slot);
+	else
+		sql_job_connect(w, slot);
 }
 
-/* Ask the server to cancel what the job runs, if it runs the job's SQL. */
+/* Ask the server to cancel the job's SQL. */
 void
 sql_job_cancel(Slot *slot)
 {
 	PGcancel   *cancel;
 	char		errbuf[256];
 
-	if (slot->sql.state != CONN_READY ||
-		(slot->phase != SQL_BEGIN && slot->phase != SQL_COMMAND))
+	if (slot->sql.state != CONN_READY || slot->phase != SQL_RUN)
 		return;
 	cancel = PQgetCancel(slot->sql.pg);
 	if (cancel == NULL || !PQcancel(cancel, errbuf, sizeof(errbuf)))
@@ -105,22 +97,10 @@ sql_job_cancel(Slot *slot)
 	PQfreeCancel(cancel);
 }
 
-/* The job's error as recorded: why it was stopped, then what the server said. */
-static char *
-sql_job_error(const Slot *slot, const char *message)
-{
-	if (slot->stop == STOP_TIMEOUT)
-		return psprintf("job exceeded its timeout of %lld ms: %s",
-						(long long) slot->job.timeout_ms, message);
-	if (slot->stop == STOP_SHUTDOWN)
-		return psprintf("the worker shut down before the job ended: %s", message);
-	return pg_strdup(message);
-}
-
 /*
- * The connection failed, or a stopped job did not stop: close it.  What
- * the job did is rolled back by the server, or committed if COMMIT got
- * there; the failure is recorded over the control connection.
+ * The connection failed, the statement failed, or a stopped job did not
+ * stop: close the connection and record the failure over the control
+ * connection (refused if the job's outcome committed).
  */
 void
 sql_job_abandon(Worker *w, Slot *slot, const char *why)
@@ -128,161 +108,44 @@ sql_job_abandon(Worker *w, Slot *slot, const char *why)
 	char	   *error;
 
 	conn_close(&slot->sql);
-	if (slot->stop == STOP_LEASE_LOST)
-	{
-		log_event(slot->job.id_num, "stopped after its lease was lost (%s); nothing recorded", why);
-		job_release(slot);
-		return;
-	}
-	if (slot->error != NULL)
-	{
-		/* it had failed already: record that error */
-		slot->state = SLOT_REPORT;
-		return;
-	}
-	error = sql_job_error(slot, why);
+	if (slot->stop == STOP_SHUTDOWN)
+		error = psprintf("the worker shut down before the job ended: %s", why);
+	else
+		error = pg_strdup(why);
 	job_end(w, slot, false, error, NULL);
 	pg_free(error);
 }
 
-/* What the server said went wrong. */
-static const char *
-sql_job_message(const PGresult *res)
-{
-	const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-	return message ? message : PQresultErrorMessage(res);
-}
-
-/* The job's own SQL failed: roll back, then record the error. */
-static void
-sql_job_failed(Worker *w, Slot *slot, PGresult *res)
-{
-	char	   *error = sql_job_error(slot, sql_job_message(res));
-
-	if (slot->stop != STOP_LEASE_LOST)
-		job_outcome(w, slot, false, error, NULL);
-	pg_free(error);
-	sql_job_send(w, slot, SQL_ROLLBACK, "ROLLBACK");
-}
-
+/* jq_run_sql answered. */
 static void
 sql_job_result(Worker *w, Slot *slot, PGresult *res)
 {
-	ExecStatusType status = PQresultStatus(res);
-	bool		ok = (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ||
-					  status == PGRES_EMPTY_QUERY);
-	bool		yes = ok && PQntuples(res) == 1 && PQnfields(res) == 1 &&
-		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	const char *answer;
 
-	/* the job's own steps: an error fails it, a lost lease rolls it back */
-	if (slot->phase == SQL_BEGIN || slot->phase == SQL_COMMAND)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
-		if (!ok)
-		{
-			sql_job_failed(w, slot, res);
-			return;
-		}
-		if (slot->stop == STOP_LEASE_LOST)
-		{
-			sql_job_send(w, slot, SQL_ROLLBACK, "ROLLBACK");
-			return;
-		}
-	}
+		const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
-	switch (slot->phase)
-	{
-		case SQL_CONNECTING:
-			break;
-		case SQL_RESET:
-			if (!ok)
-				sql_job_abandon(w, slot, sql_job_message(res));
-			else
-				sql_job_send(w, slot, SQL_BEGIN, "BEGIN");
-			break;
-		case SQL_BEGIN:
-			sql_job_send(w, slot, SQL_COMMAND, slot->job.command);
-			break;
-		case SQL_COMMAND:
-			if (PQtransactionStatus(slot->sql.pg) != PQTRANS_INTRANS)
-			{
-				slot->retry = false;
-				job_outcome(w, slot, false,
-							"a job cannot run transaction control statements (COMMIT, ROLLBACK)",
-							NULL);
-				sql_job_send(w, slot, SQL_ROLLBACK, "ROLLBACK");
-			}
-			else
-			{
-				slot->succeeded = true;
-				sql_job_send_outcome(w, slot, SQL_COMPLETE);
-			}
-			break;
-		case SQL_COMPLETE:
-			slot->succeeded = false;
-			if (!ok)
-				sql_job_failed(w, slot, res);
-			else if (yes)
-				sql_job_send(w, slot, SQL_COMMIT, "COMMIT");
-			else
-			{
-				slot->stop = STOP_LEASE_LOST;
-				sql_job_send(w, slot, SQL_ROLLBACK, "ROLLBACK");
-			}
-			break;
-		case SQL_COMMIT:
-			if (ok)
-			{
-				job_outcome(w, slot, true, NULL, NULL);
-				job_release(slot);
-			}
-			else
-			{
-				/* a failed COMMIT rolled back: record the error */
-				job_outcome(w, slot, false, sql_job_message(res), NULL);
-				sql_job_send_outcome(w, slot, SQL_FAIL);
-			}
-			break;
-		case SQL_ROLLBACK:
-			if (slot->stop == STOP_LEASE_LOST)
-			{
-				log_event(slot->job.id_num, "lease lost: rolled back, nothing recorded");
-				job_release(slot);
-			}
-			else
-				sql_job_send_outcome(w, slot, SQL_FAIL);
-			break;
-		case SQL_FAIL:
-			if (ok)
-				job_recorded(slot, yes);
-			else
-			{
-				log_event(slot->job.id_num, "could not record the outcome: %s",
-						  PQresultErrorMessage(res));
-				job_release(slot);
-			}
-			break;
+		sql_job_abandon(w, slot, message ? message : PQresultErrorMessage(res));
+		return;
 	}
+	answer = PQgetisnull(res, 0, 0) ? NULL : PQgetvalue(res, 0, 0);
+	if (answer == NULL)
+		log_event(slot->job.id_num,
+				  "lease lost: nothing ran (the job was cancelled, or its lease expired)");
+	else if (strcmp(answer, "t") == 0)
+		job_outcome(w, slot, true, NULL, NULL);
+	else
+		job_outcome(w, slot, false, "the server recorded the error in jq_jobs", NULL);
+	job_release(slot);
 }
 
-/*
- * The connection failed.  A kept connection that died while idle is found
- * out by the first step of the next job, which has not begun: connect
- * again.  Otherwise the job is abandoned.
- */
+/* The connection failed: the job is abandoned. */
 static void
 sql_job_lost(Worker *w, Slot *slot)
 {
 	char	   *why;
 
-	if (slot->phase <= SQL_BEGIN && !slot->sql_fresh)
-	{
-		slot->sql_fresh = true;
-		slot->phase = SQL_CONNECTING;
-		conn_connect(&slot->sql, w->opts.dsn);
-		if (slot->sql.state != CONN_DOWN)
-			return;
-	}
 	if (slot->phase == SQL_CONNECTING)
 		why = psprintf("could not connect: %s", slot->sql.error);
 	else
@@ -303,7 +166,7 @@ sql_job_advance(Worker *w, Slot *slot, const PollSet *ps)
 	else if (ev == CONN_FAILED)
 		sql_job_lost(w, slot);
 	else if (ev == CONN_CONNECTED && running)
-		sql_job_send(w, slot, SQL_BEGIN, "BEGIN");
+		sql_job_run(w, slot);
 	else if (ev == CONN_RESULT && running)
 		sql_job_result(w, slot, res);
 	PQclear(res);

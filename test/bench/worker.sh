@@ -2,27 +2,41 @@
 # Benchmark of jq_worker on a throwaway cluster where nothing runs in the
 # server (jq.execute_in_server = off):
 #
-#  - throughput: trivial shell jobs (true), all enqueued first, drained by
-#    two jq_worker processes;
+#  - SQL no-op jobs (SELECT 1), all enqueued first, drained by one worker
+#    with --concurrency 8, side by side with graphile-worker draining as
+#    many no-op jobs with --jobs 8 (installed from the npm registry into
+#    a temporary directory for this run only; BENCH_GRAPHILE=0 skips it);
+#  - the fleet curve: the same drain by 1, 2, 4 and 8 workers, each with
+#    --concurrency 4;
+#  - shell jobs (true), all enqueued first, drained by one worker with
+#    --concurrency 8, side by side with 8 shell loops running
+#    /bin/sh -c true;
+#  - what one call of jq_heartbeat, jq_run_sql and jq_complete costs, each
+#    its own transaction, against a bare committing statement;
 #  - pickup latency through LISTEN/NOTIFY: jobs enqueued one at a time into
 #    idle workers, from the enqueuing COMMIT to the job's process running,
 #    and from the job's creation to its claim (started_at - created_at).
 #
-# Needs the extension and jq_worker installed (make install); installs
-# nothing.  Run as postgres, or as root (it re-executes itself as postgres).
+# Needs the extension and jq_worker installed (make install).  Run as
+# postgres, or as root (it re-executes itself as postgres).
 #
-#   BENCH_WORKER_JOBS          jobs of the throughput phase       (5000)
-#   BENCH_WORKER_CONCURRENCY   --concurrency of each worker       (4)
+#   BENCH_WORKER_JOBS          SQL jobs of the drain phases       (20000)
+#   BENCH_WORKER_FLEET         worker counts of the fleet curve   (1 2 4 8)
+#   BENCH_WORKER_SHELL_JOBS    shell jobs of the shell phase      (2000)
 #   BENCH_WORKER_LATENCY_JOBS  jobs of the latency phase          (200)
+#   BENCH_GRAPHILE             0: no graphile-worker reference    (1)
 #   BENCH_CONF                 extra postgresql.conf lines        (none)
 set -euo pipefail
 
 # PostgreSQL refuses to run as root: start again as postgres
 [ "$(id -u)" != 0 ] || exec runuser -u postgres -- bash "$(readlink -f "$0")" "$@"
 
-JOBS=${BENCH_WORKER_JOBS:-5000}
-CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-4}
+JOBS=${BENCH_WORKER_JOBS:-20000}
+FLEET=${BENCH_WORKER_FLEET:-1 2 4 8}
+SHELL_JOBS=${BENCH_WORKER_SHELL_JOBS:-2000}
 LATENCY_JOBS=${BENCH_WORKER_LATENCY_JOBS:-200}
+GRAPHILE=${BENCH_GRAPHILE:-1}
+PARALLEL=8
 
 BINDIR=$(pg_config --bindir)
 if [ ! -x "$BINDIR/jq_worker" ]; then
@@ -47,8 +61,10 @@ finish()
 }
 trap finish EXIT
 
-# the cluster listens on a socket in $TMP only
-export PGHOST=$TMP PGPORT=5432 PGDATABASE=postgres PGUSER=postgres
+# the cluster listens on a socket in $TMP, and on a free loopback port for
+# graphile-worker
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export PGHOST=$TMP PGPORT=$PORT PGDATABASE=postgres PGUSER=postgres
 sql()
 {
 	"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"
@@ -57,7 +73,7 @@ sql()
 # poll (every 20 ms) until a query returns t
 await()
 {
-	local give_up=$(( $(date +%s) + 600 ))
+	local give_up=$(( $(date +%s) + 900 ))
 	while [ "$(sql -c "$1")" != t ]; do
 		if [ "$(date +%s)" -gt "$give_up" ]; then
 			echo "gave up waiting for: $1" >&2
@@ -67,19 +83,95 @@ await()
 	done
 }
 
+# start_workers N NAME ARGS...: N jq_worker processes NAME1..NAMEN
 start_workers()
 {
-	for n in 1 2; do
-		"$BINDIR/jq_worker" --concurrency "$CONCURRENCY" --name "bench$n" \
-			2>>"$TMP/worker$n.log" &
+	local n=$1 name=$2
+	shift 2
+	for i in $(seq 1 "$n"); do
+		"$BINDIR/jq_worker" --quiet --name "$name$i" "$@" 2>>"$TMP/$name$i.log" &
 		WORKER_PIDS+=($!)
 	done
-	await "SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name = 'jq_worker'"
+}
+
+stop_workers()
+{
+	kill "${WORKER_PIDS[@]}" 2>/dev/null || true
+	wait "${WORKER_PIDS[@]}" 2>/dev/null || true
+	WORKER_PIDS=()
+}
+
+# drain KIND COMMAND JOBS WORKERS ARGS...: enqueue JOBS jobs, start WORKERS
+# workers with ARGS, wait until none is left; prints jobs/s from the first
+# claim to the last finish
+drain()
+{
+	local kind=$1 command=$2 jobs=$3 workers=$4
+	shift 4
+	sql -c "TRUNCATE jq.job_history"
+	sql -c "SELECT cardinality(jq_enqueue_bulk(array_fill('$command'::text, ARRAY[$jobs]), kind => '$kind'))" >/dev/null
+	sql -c "CHECKPOINT"
+	start_workers "$workers" "$kind" --kinds "$kind" "$@"
+	await "SELECT NOT EXISTS (SELECT FROM jq.job)"
+	stop_workers
+	await "SELECT count(*) = $jobs FROM jq.job_history WHERE state = 'succeeded'"
+	sql -c "SELECT round($jobs / extract(epoch FROM max(finished_at) - min(started_at)))
+			FROM jq.job_history"
+}
+
+# seconds a command takes
+timed()
+{
+	local t0
+	t0=$(date +%s.%N)
+	"$@" >>"$TMP/timed.log" 2>&1
+	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }'
+}
+
+# graphile-worker ARGS...: in its directory, with the no-op task
+graphile()
+{
+	(cd "$TMP/graphile" && ./node_modules/.bin/graphile-worker \
+		-c "postgres://postgres@127.0.0.1:$PORT/postgres" "$@")
+}
+
+# "version jobs/s" of graphile-worker --jobs $PARALLEL --once draining $JOBS
+# no-op jobs; the time of a run on an empty queue (start and exit) is taken off
+graphile_rate()
+{
+	local empty full
+	mkdir -p "$TMP/graphile/tasks"
+	echo 'module.exports = async () => {};' >"$TMP/graphile/tasks/noop.js"
+	(cd "$TMP/graphile" && npm_config_cache="$TMP/npm" npm install --silent --no-audit \
+		--no-fund graphile-worker >>"$TMP/npm.log" 2>&1) || return 1
+	graphile --schema-only >>"$TMP/graphile.log" 2>&1 || return 1
+	empty=$(timed graphile --once --jobs "$PARALLEL")
+	sql -c "SELECT count(graphile_worker.add_job('noop')) FROM generate_series(1, $JOBS)" >/dev/null
+	sql -c "CHECKPOINT"
+	full=$(timed graphile --once --jobs "$PARALLEL")
+	[ "$(sql -c "SELECT count(*) FROM graphile_worker.jobs")" = 0 ] || return 1
+	echo "$(cd "$TMP/graphile" && node -p 'require("graphile-worker/package.json").version')" \
+		"$(awk -v n="$JOBS" -v f="$full" -v e="$empty" 'BEGIN { printf "%.0f", n / (f - e) }')"
+}
+
+# jobs/s of $PARALLEL loops running /bin/sh -c true, $SHELL_JOBS in all
+shell_loop_rate()
+{
+	local pids=() t0
+	t0=$(date +%s.%N)
+	for _ in $(seq 1 "$PARALLEL"); do
+		(for _ in $(seq 1 $(( SHELL_JOBS / PARALLEL ))); do /bin/sh -c true; done) &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	awk -v n="$(( SHELL_JOBS / PARALLEL * PARALLEL ))" -v a="$t0" -v b="$(date +%s.%N)" \
+		'BEGIN { printf "%.0f", n / (b - a) }'
 }
 
 "$BINDIR/initdb" -D "$PGDATA" -U postgres -A trust --no-instructions >"$TMP/initdb.log" 2>&1
 cat >>"$PGDATA/postgresql.conf" <<EOF
-listen_addresses = ''
+listen_addresses = '127.0.0.1'
+port = $PORT
 unix_socket_directories = '$TMP'
 shared_preload_libraries = 'job_queue'
 jq.execute_in_server = off
@@ -93,25 +185,66 @@ echo
 echo "  machine   $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 echo "  server    $(sql -c "SELECT version()")"
 echo "  settings  fsync=$(sql -c 'SHOW fsync'), synchronous_commit=$(sql -c 'SHOW synchronous_commit')"
-echo "  workers   2 jq_worker processes, --concurrency $CONCURRENCY each, on the same machine"
+echo "  workers   jq_worker processes on the same machine, --quiet"
 
-# throughput: every job enqueued before the workers start
-sql -c "SELECT cardinality(jq_enqueue_bulk(array_fill('true'::text, ARRAY[$JOBS]), kind => 'shell'))" >/dev/null
-sql -c "CHECKPOINT"
-start_workers
-await "SELECT NOT EXISTS (SELECT FROM jq.job)"
-IFS='|' read -r drain_s succeeded <<<"$(sql -c "
-	SELECT extract(epoch FROM max(finished_at) - min(started_at)),
-		   count(*) FILTER (WHERE state = 'succeeded')
-	FROM jq.job_history")"
+sql_rate=$(drain sql 'SELECT 1' "$JOBS" 1 --concurrency "$PARALLEL")
 echo
-printf '%-60s %10s\n' "Shell jobs (true), $JOBS enqueued beforehand" "jobs/s"
-printf '  %-58s %10.0f\n' "from the first claim to the last finish" \
-	"$(awk -v n="$JOBS" -v s="$drain_s" 'BEGIN { print n / s }')"
-printf '  %-58s %10s\n' "jobs succeeded" "$succeeded/$JOBS"
+printf '%-60s %10s\n' "SQL no-op jobs (SELECT 1), $JOBS enqueued beforehand" "jobs/s"
+printf '  %-58s %10s\n' "jq_worker, --concurrency $PARALLEL" "$sql_rate"
+if [ "$GRAPHILE" != 0 ]; then
+	if read -r gversion grate < <(graphile_rate) && [ -n "${grate:-}" ]; then
+		printf '  %-58s %10s\n' "graphile-worker $gversion, --jobs $PARALLEL (from npm, for this run)" \
+			"$grate" "jq_worker / graphile-worker" \
+			"$(awk -v a="$sql_rate" -v b="$grate" 'BEGIN { printf "%.2f", a / b }')"
+	else
+		printf '  %-58s %10s\n' "graphile-worker: could not install or run it" "-"
+	fi
+fi
+
+echo
+printf '%-60s %10s\n' "Fleet: the same drain, each worker --concurrency 4" "jobs/s"
+for n in $FLEET; do
+	printf '  %-58s %10s\n' "$n worker$([ "$n" = 1 ] || echo s)" \
+		"$(drain sql 'SELECT 1' "$JOBS" "$n" --concurrency 4)"
+done
+
+# ms per call of the external workers' functions, each its own transaction,
+# 300 calls in one session, against a bare committing statement
+per_call()
+{
+	local t0
+	sql -c "SELECT id || ' ' || attempt FROM jq_dequeue(NULL, 300, '10 minutes')" >"$TMP/held"
+	awk -v f="$1" '{ printf f "\n", $1, $2 }' "$TMP/held" >"$TMP/calls.sql"
+	t0=$(date +%s.%N)
+	sql -f "$TMP/calls.sql" >/dev/null
+	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", (b - a) * 1000 / 300 }'
+}
+sql -c "TRUNCATE jq.job_history" \
+	-c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[1200])))" >/dev/null
+echo
+printf '%-60s %10s\n' "Cost per call, 300 calls in one session, each committed" "ms"
+printf '  %-58s %10s\n' "SELECT txid_current()" \
+	"$(per_call 'SELECT txid_current(); -- %s %s')" \
+	"jq_heartbeat(id, attempt => ...)" \
+	"$(per_call 'SELECT jq_heartbeat(%s, attempt => %s);')" \
+	"jq_run_sql(id, attempt), a SELECT 1 job" \
+	"$(per_call 'SELECT jq_run_sql(%s, %s);')" \
+	"jq_complete(id, attempt => ...)" \
+	"$(per_call 'SELECT jq_complete(%s, attempt => %s);')"
+sql -c "SELECT count(jq_cancel(id)) FROM jq.job" >/dev/null
+
+shell_rate=$(drain shell true "$SHELL_JOBS" 1 --concurrency "$PARALLEL")
+loop_rate=$(shell_loop_rate)
+echo
+printf '%-60s %10s\n' "Shell jobs (true), $SHELL_JOBS enqueued beforehand" "jobs/s"
+printf '  %-58s %10s\n' "jq_worker, --concurrency $PARALLEL" "$shell_rate" \
+	"$PARALLEL loops of /bin/sh -c true" "$loop_rate" \
+	"jq_worker / loops" "$(awk -v a="$shell_rate" -v b="$loop_rate" 'BEGIN { printf "%.2f", a / b }')"
 
 # latency: one job at a time into idle workers; each job records when its
 # process ran, the session when its COMMIT returned
+start_workers 2 latency --concurrency 4
+await "SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name = 'jq_worker'"
 sql -c "TRUNCATE jq.job_history" \
 	-c "CREATE TABLE committed (id bigint PRIMARY KEY, at timestamptz NOT NULL)" \
 	-c "CREATE TABLE ran (id bigint PRIMARY KEY, at timestamptz NOT NULL)"

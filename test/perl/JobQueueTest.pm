@@ -6,11 +6,12 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use POSIX ();
 use Time::HiRes ();
 
 our @EXPORT = qw(job_queue_node wait_until process_alive live_after
   long_shell_command wait_for_pid_file job_pids kill_leftovers
-  kill_for_crash_restart);
+  kill_for_crash_restart start_jq_worker jq_worker_log wait_child);
 
 # A started node that preloads job_queue.  Arguments: init => { options of
 # init() }, preload => shared_preload_libraries (default 'job_queue'),
@@ -479,6 +480,42 @@ sub hostile_reset
 	$node->safe_psql('postgres',
 		'ALTER ROLE mallory NOSUPERUSER; TRUNCATE mal.loot; REVOKE jq_admin FROM mallory');
 	return;
+}
+
+# Start jq_worker (found in PATH, the installation's bindir) as --name
+# $name with @args, its output appended to jq_worker_$name.log in the
+# test's log directory; returns its pid.
+sub start_jq_worker
+{
+	my ($name, @args) = @_;
+	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
+	my $pid = fork() // die "could not fork: $!";
+	if ($pid == 0)
+	{
+		open(STDOUT, '>>', $log) or die "could not open $log: $!";
+		open(STDERR, '>&', \*STDOUT) or die "could not redirect stderr: $!";
+		exec('jq_worker', '--name', $name, @args)
+		  or die "could not run jq_worker: $!";
+	}
+	return $pid;
+}
+
+# What jq_worker --name $name logged so far.
+sub jq_worker_log
+{
+	my ($name) = @_;
+	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
+	return -e $log ? slurp_file($log) : '';
+}
+
+# Wait up to $seconds (default: the test timeout) for child $pid to exit:
+# its exit code, "signal N", or undef if it still runs.
+sub wait_child
+{
+	my ($pid, $seconds) = @_;
+	my $done = wait_until(sub { waitpid($pid, POSIX::WNOHANG()) == $pid }, $seconds);
+	return undef unless $done;
+	return ($? & 127) ? 'signal ' . ($? & 127) : $? >> 8;
 }
 
 1;

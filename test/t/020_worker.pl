@@ -14,9 +14,10 @@
 #     second SIGINT kills the jobs at once;
 #  5. a timeout kills the job's whole process group, grandchildren
 #     included, and what a job leaves running in the background dies with it;
-#  6. SQL jobs commit together with their completion: an error, a killed
-#     worker or a cancelled job leaves no effect, a job that ends its own
-#     transaction fails, and no session state passes from job to job.
+#  6. SQL jobs run in the server as their owner (jq_run_sql) and commit
+#     together with their outcome: an error, a killed worker or a timeout
+#     leaves no effect, a job that ends its own transaction fails, and no
+#     session state passes from job to job.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -41,29 +42,17 @@ my $dsn = $node->connstr('postgres');
 my $dir = PostgreSQL::Test::Utils::tempdir;
 my %workers;    # name => pid of the running jq_worker processes
 
-# Start jq_worker (found in PATH, the installation's bindir) as --name
-# $name, logging to its own file.
+# Start jq_worker as --name $name, logging to its own file.
 sub start_worker
 {
 	my ($name, @args) = @_;
-	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
-	my $pid = fork() // die "could not fork: $!";
-	if ($pid == 0)
-	{
-		open(STDOUT, '>>', $log) or die "could not open $log: $!";
-		open(STDERR, '>&', \*STDOUT) or die "could not redirect stderr: $!";
-		exec('jq_worker', '--dsn', $dsn, '--name', $name, @args)
-		  or die "could not run jq_worker: $!";
-	}
-	$workers{$name} = $pid;
-	return $pid;
+	$workers{$name} = start_jq_worker($name, '--dsn', $dsn, @args);
+	return $workers{$name};
 }
 
 sub worker_log
 {
-	my ($name) = @_;
-	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
-	return -e $log ? slurp_file($log) : '';
+	return jq_worker_log(shift);
 }
 
 sub wait_log
@@ -348,29 +337,39 @@ is(query('SELECT count(*) FROM effects WHERE k = 1001'), 0, 'and left no effect'
 
 my $commits = query(q{SELECT jq_enqueue('INSERT INTO effects VALUES (1002); COMMIT', queue => 'sql')});
 ok(wait_query("SELECT state = 'failed' FROM jq_jobs WHERE id = $commits"), 'a job that commits itself failed');
-is( query("SELECT attempts || ' ' || last_error FROM jq_jobs WHERE id = $commits"),
-	'1 a job cannot run transaction control statements (COMMIT, ROLLBACK)',
-	'at once, without a retry');
+like(query("SELECT last_error FROM jq_jobs WHERE id = $commits"),
+	qr/^a job cannot run transaction control statements/, 'with the reason');
+is(query('SELECT count(*) FROM effects WHERE k = 1002'), 0, 'and no effect');
 
-# cancelled while it runs: the heartbeat finds out, the worker rolls back
-my $cancelled = query(q{SELECT jq_enqueue('INSERT INTO effects VALUES (1003); SELECT pg_sleep(30)', queue => 'sql')});
-ok(wait_query("SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%VALUES (1003)%' AND pid <> pg_backend_pid()"),
-	'a long SQL job is running');
-is(query("SELECT jq_cancel($cancelled)"), 't', 'cancelled it');
-ok(wait_query("SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE '%VALUES (1003)%' AND state = 'active' AND pid <> pg_backend_pid()"),
-	'the worker stopped it');
-is(query("SELECT state FROM jq_jobs WHERE id = $cancelled"), 'cancelled', 'it stays cancelled');
+# a timeout stops the job in the server; its effect is rolled back
+my $timed_out = query(q{SELECT jq_enqueue('INSERT INTO effects VALUES (1003); SELECT pg_sleep(30)',
+										  queue => 'sql', timeout => '1 second', max_attempts => 1)});
+ok(wait_query("SELECT state = 'failed' FROM jq_jobs WHERE id = $timed_out"), 'a job past its timeout failed');
+is(query("SELECT last_error_timeout FROM jq_jobs WHERE id = $timed_out"), 't', 'as timed out');
 is(query('SELECT count(*) FROM effects WHERE k = 1003'), 0, 'its effect was rolled back');
-like(worker_log('sql'), qr/job $cancelled: lease lost/, 'the worker logged that the lease was lost');
+
+# a job runs as the role that enqueued it, not as the worker's role
+query(q{CREATE ROLE sql_owner; GRANT INSERT ON effects TO sql_owner});
+my $owned = query(q{SET ROLE sql_owner;
+	SELECT jq_enqueue('INSERT INTO effects SELECT 1006 WHERE current_user = ''sql_owner''',
+					  queue => 'sql')});
+my $denied = query(q{SET ROLE sql_owner;
+	SELECT jq_enqueue('SELECT count(*) FROM pg_authid', queue => 'sql', max_attempts => 1)});
+ok(wait_query("SELECT count(*) = 2 FROM jq_jobs WHERE id IN ($owned, $denied) AND state IN ('succeeded', 'failed')"),
+	'jobs of another role ran');
+is(query('SELECT count(*) FROM effects WHERE k = 1006'), 1, 'as that role');
+like(query("SELECT state || ': ' || last_error FROM jq_jobs WHERE id = $denied"),
+	qr/^failed: permission denied/, 'without the rights of the worker');
 
 # the worker dies mid-job: nothing committed; the retry commits once
 my $dies = query(q{SELECT jq_enqueue('INSERT INTO effects VALUES (1004); SELECT pg_sleep(CASE WHEN nextval(''first_try'') = 1 THEN 30 ELSE 0 END)', queue => 'sql')});
-ok(wait_query("SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%VALUES (1004)%' AND state = 'active' AND pid <> pg_backend_pid()"),
-	'a SQL job is running');
+my $running = "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT jq_run_sql%'
+			   AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()";
+ok(wait_query("SELECT count(*) = 1 FROM ($running) r"), 'a SQL job is running');
 kill 'KILL', $workers{sql};
 is(wait_worker('sql'), 'signal 9', 'its worker was killed');
 # the server finds out when it next talks to the client; do not wait for that
-query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%VALUES (1004)%' AND pid <> pg_backend_pid()");
+query("SELECT pg_terminate_backend(pid) FROM ($running) r");
 is(query('SELECT count(*) FROM effects WHERE k = 1004'), 0, 'nothing of the job committed');
 start_worker('sql_heir', '--queue', 'sql', '--kinds', 'sql', '--lease', 1, '--recheck', 1);
 ok(wait_query("SELECT state = 'succeeded' FROM jq_jobs WHERE id = $dies"), 'another worker ran the job again');
