@@ -1584,6 +1584,7 @@ RETURNS TABLE (id bigint, queue text, kind text, command text, argv text[], env 
 			   timeout interval, lease_expires_at timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan	-- the claim's plan depends on kinds and queue
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1639,6 +1640,8 @@ BEGIN
 		  AND (p_queue IS NULL OR j.queue = p_queue)
 		  AND (p_queues IS NULL OR j.queue = ANY (p_queues))
 		  AND (p_kinds IS NULL OR j.kind = ANY (p_kinds))
+		  -- one kind: an equality the claim index can take (planned for the call's values)
+		  AND (cardinality(p_kinds) IS DISTINCT FROM 1 OR j.kind = p_kinds[1])
 		  AND (j.kind <> 'task' OR j.command = ANY (p_tasks) OR (p_tasks IS NULL AND p_kinds IS NOT NULL))
 		  AND (p_is_admin OR j.owner = p_caller)
 		  AND NOT EXISTS (SELECT FROM jq.queue q WHERE q.name = j.queue AND q.limited)
