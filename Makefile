@@ -57,10 +57,12 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 demo:
 	test/demo.sh
 
-# figures for the README's performance table: the server, then jq_worker
+# figures for the README's performance table: the server, then jq_worker,
+# then the Python and Node.js workers next to their peers
 bench:
 	test/bench/bench.sh
 	test/bench/worker.sh
+	test/bench/lang.sh
 
 # jq_worker, the external worker program, is built and installed with the extension
 all: worker-all

@@ -16,7 +16,7 @@
  * ignored.
  */
 const os = require('os');
-const { Client } = require('pg');
+const { Client, utils: { prepareValue } } = require('pg');
 
 const DEQUEUE = `
 SELECT d.id, d.queue, d.command, d.payload, d.attempt, d.max_attempts,
@@ -25,8 +25,8 @@ FROM jq_dequeue(queue => NULL, queues => $1::text[], kinds => ARRAY['task'],
                 tasks => $2::text[], max_jobs => $3::integer, lease => $4::interval,
                 worker => $5::text) d`;
 const COMPLETE = `
-SELECT c.id, jq_complete(c.id, c.result, c.attempt) AS held
-FROM unnest($1::bigint[], $2::jsonb[], $3::integer[]) AS c(id, result, attempt)`;
+SELECT c.id, true AS held
+FROM unnest(jq_complete_many($1::bigint[], $2::jsonb[], $3::integer[])) c(id)`;
 const FAIL = `
 SELECT c.id, jq_fail(c.id, c.error, c.retry, c.attempt, c.result) AS held
 FROM unnest($1::bigint[], $2::text[], $3::boolean[], $4::integer[], $5::jsonb[])
@@ -270,35 +270,43 @@ class Worker {
     }
   }
 
+  /*
+   * Record the outcomes of the jobs done and claim up to free jobs: one
+   * transaction, sent as one query (one round trip).  A transaction that only
+   * claims does not wait for its commit to be flushed: lost in a crash of the
+   * server, the claim is undone, and the job is run again, as with any lost
+   * lease.
+   */
   async _recordAndClaim(conn, free) {
     const completed = this._done.filter(([, o]) => o.complete);
     const failed = this._done.filter(([, o]) => !o.complete);
+    const statements = ['BEGIN'];
+    if (this._done.length === 0) statements.push('SET LOCAL synchronous_commit = off');
     this._done = [];
-    let claimed = [];
-    await conn.query('BEGIN');
+    if (completed.length > 0) {
+      statements.push(inline(conn, COMPLETE, [completed.map(([j]) => j.id),
+        completed.map(([, o]) => o.result), completed.map(([j]) => j.attempt)]));
+    }
+    if (failed.length > 0) {
+      statements.push(inline(conn, FAIL, [failed.map(([j]) => j.id),
+        failed.map(([, o]) => o.error), failed.map(([, o]) => o.retry),
+        failed.map(([j]) => j.attempt), failed.map(([, o]) => JSON.stringify(o.details))]));
+    }
+    if (free > 0) {
+      statements.push(inline(conn, DEQUEUE, [this.queues, [...this.tasks.keys()], free,
+        `${this.lease} seconds`, this.name]));
+    }
+    statements.push('COMMIT');
+    let results;
     try {
-      if (completed.length > 0) {
-        const res = await conn.query(COMPLETE, [completed.map(([j]) => j.id),
-          completed.map(([, o]) => o.result), completed.map(([j]) => j.attempt)]);
-        this._logOutcomes(res.rows, completed);
-      }
-      if (failed.length > 0) {
-        const res = await conn.query(FAIL, [failed.map(([j]) => j.id),
-          failed.map(([, o]) => o.error), failed.map(([, o]) => o.retry),
-          failed.map(([j]) => j.attempt), failed.map(([, o]) => JSON.stringify(o.details))]);
-        this._logOutcomes(res.rows, failed);
-      }
-      if (free > 0) {
-        const res = await conn.query(DEQUEUE, [this.queues, [...this.tasks.keys()], free,
-          `${this.lease} seconds`, this.name]);
-        claimed = res.rows.map((row) => new Job(row));
-      }
-      await conn.query('COMMIT');
+      results = (await conn.query(statements.join(';'))).filter((r) => r.command === 'SELECT');
     } catch (e) {
       await conn.query('ROLLBACK').catch(() => {});
       throw e;
     }
-    return claimed;
+    if (completed.length > 0) this._logOutcomes(results.shift().rows, completed);
+    if (failed.length > 0) this._logOutcomes(results.shift().rows, failed);
+    return free > 0 ? results.shift().rows.map((row) => new Job(row)) : [];
   }
 
   _logOutcomes(rows, outcomes) {
@@ -365,6 +373,14 @@ class Worker {
       }
     }
   }
+}
+
+// sql with its $n parameters written in as literals, for a multi-statement query
+function inline(conn, sql, values) {
+  return sql.replace(/\$(\d+)/g, (_, n) => {
+    const value = prepareValue(values[n - 1]);
+    return value === null ? 'NULL' : conn.escapeLiteral(String(value));
+  });
 }
 
 // libpq's keywords that pg names otherwise, or not at all

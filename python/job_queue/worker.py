@@ -38,8 +38,7 @@ FROM jq_dequeue(queue => NULL, queues => %s::text[], kinds => ARRAY['task'],
                 tasks => %s::text[], max_jobs => %s::integer, lease => %s::interval,
                 worker => %s::text) d"""
 _COMPLETE = """
-SELECT c.id, jq_complete(c.id, c.result, c.attempt)
-FROM unnest(%s::bigint[], %s::jsonb[], %s::integer[]) AS c(id, result, attempt)"""
+SELECT c.id, true FROM unnest(jq_complete_many(%s::bigint[], %s::jsonb[], %s::integer[])) c(id)"""
 _FAIL = """
 SELECT c.id, jq_fail(c.id, c.error, c.retry, c.attempt, c.result)
 FROM unnest(%s::bigint[], %s::text[], %s::boolean[], %s::integer[], %s::jsonb[])
@@ -309,29 +308,50 @@ class Worker:
     # --- statements ----------------------------------------------------
 
     def _record_and_claim(self, conn, done, free):
-        """Record the outcomes of done and claim up to free jobs, in one transaction."""
-        claimed = []
-        with conn.transaction():
-            cur = conn.cursor()
-            completed = [(j, o) for j, o in done if o[0] == "complete"]
-            failed = [(j, o) for j, o in done if o[0] == "fail"]
-            if completed:
-                cur.execute(_COMPLETE, ([j.id for j, _ in completed], [o[1] for _, o in completed],
-                                        [j.attempt for j, _ in completed]))
-                self._log_outcomes(cur, completed)
-            if failed:
-                cur.execute(_FAIL, ([j.id for j, _ in failed], [o[1] for _, o in failed],
-                                    [o[2] for _, o in failed], [j.attempt for j, _ in failed],
-                                    [Jsonb(o[3]) for _, o in failed]))
-                self._log_outcomes(cur, failed)
-            if free > 0:
-                cur.execute(_DEQUEUE, (self.queues, list(self.tasks), free,
-                                       f"{self.lease} seconds", self.name))
-                claimed = [Job(row) for row in cur.fetchall()]
-        return claimed
+        """Record the outcomes of done and claim up to free jobs: one transaction, sent
+        as one query (one round trip).  A transaction that only claims does not wait
+        for its commit to be flushed: lost in a crash of the server, the claim is
+        undone, and the job is run again, as with any lost lease."""
+        completed = [(j, o) for j, o in done if o[0] == "complete"]
+        failed = [(j, o) for j, o in done if o[0] == "fail"]
+        statements = ["BEGIN"]
+        params = []
+        if not done:
+            statements.append("SET LOCAL synchronous_commit = off")
+        if completed:
+            statements.append(_COMPLETE)
+            params += [[j.id for j, _ in completed], [o[1] for _, o in completed],
+                       [j.attempt for j, _ in completed]]
+        if failed:
+            statements.append(_FAIL)
+            params += [[j.id for j, _ in failed], [o[1] for _, o in failed],
+                       [o[2] for _, o in failed], [j.attempt for j, _ in failed],
+                       [Jsonb(o[3]) for _, o in failed]]
+        if free > 0:
+            statements.append(_DEQUEUE)
+            params += [self.queues, list(self.tasks), free, f"{self.lease} seconds", self.name]
+        statements.append("COMMIT")
+        cur = psycopg.ClientCursor(conn)
+        try:
+            cur.execute(";".join(statements), params)
+        except psycopg.Error:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                conn.execute("ROLLBACK")
+            raise
+        results = []
+        while True:
+            if cur.description is not None:
+                results.append(cur.fetchall())
+            if not cur.nextset():
+                break
+        if completed:
+            self._log_outcomes(results.pop(0), completed)
+        if failed:
+            self._log_outcomes(results.pop(0), failed)
+        return [Job(row) for row in results.pop(0)] if free > 0 else []
 
-    def _log_outcomes(self, cur, outcomes):
-        held = dict(cur.fetchall())
+    def _log_outcomes(self, rows, outcomes):
+        held = dict(rows)
         for job, outcome in outcomes:
             ms = (time.monotonic() - job.started) * 1000
             if not held.get(job.id):

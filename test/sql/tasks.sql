@@ -58,6 +58,15 @@ SELECT state, attempts, errors FROM jq_jobs WHERE id = :r;
 SELECT attempt FROM jq_dequeue('release', 1, kinds => ARRAY['task']);
 SELECT jq_complete(:r);
 
+-- completing many at once: only the jobs held, in the attempt given
+SELECT jq_enqueue_bulk(ARRAY['m', 'm', 'm'], kind => 'task', queue => 'many') AS m \gset
+SELECT count(*) AS claimed FROM jq_dequeue('many', 3, kinds => ARRAY['task']);
+SELECT cardinality(jq_complete_many((:'m'::bigint[]), ARRAY['1', '2', '3']::jsonb[], ARRAY[1, 2, 1]))
+	AS completed;
+SELECT result, state FROM jq_jobs WHERE id = ANY (:'m'::bigint[]) ORDER BY id;
+SELECT jq_complete_many(:'m'::bigint[], ARRAY['1']::jsonb[]);
+SELECT cardinality(jq_complete_many(:'m'::bigint[])) AS completed;
+
 -- unique keys and dependencies
 SET client_min_messages = warning;
 SELECT jq_enqueue('report', kind => 'task', queue => 'links', unique_key => 'report:7') AS u1,
