@@ -20,6 +20,8 @@
 # test/install_deps.sh does).
 #
 #   BENCH_LANG_JOBS          jobs of the drain phase          (20000)
+#   BENCH_LANG_RQ_JOBS       the same for RQ, which forks a process for
+#                            each job                         (500)
 #   BENCH_LANG_CONCURRENCY   jobs at once of each worker      (8)
 #   BENCH_LANG_LATENCY_JOBS  jobs of the pickup phase         (50)
 #   BENCH_LANG_IDLE_SECONDS  idle time watched                (20)
@@ -41,10 +43,10 @@ if [ "$(id -u)" = 0 ]; then
 		# the benchmark starts its own Redis
 		systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true
 	fi
-	if [ ! -d "$NODE_PEERS/node_modules/graphile-worker" ] || [ ! -d "$NODE_PEERS/node_modules/bullmq" ]; then
-		echo "installing the benchmark's peers from npm: graphile-worker bullmq"
+	if [ ! -d "$NODE_PEERS/node_modules/graphile-worker" ] || [ ! -d "$NODE_PEERS/node_modules/ioredis" ]; then
+		echo "installing the benchmark's peers from npm: graphile-worker bullmq ioredis"
 		mkdir -p "$NODE_PEERS"
-		(cd "$NODE_PEERS" && npm install --no-audit --no-fund --loglevel=error graphile-worker bullmq pg >/dev/null)
+		(cd "$NODE_PEERS" && npm install --no-audit --no-fund --loglevel=error graphile-worker bullmq ioredis pg >/dev/null)
 	fi
 	chown -R postgres "$NODE_PEERS"
 	work=$(mktemp -d /tmp/job_queue_lang_bench.XXXXXX)
@@ -134,7 +136,9 @@ for system in ${BENCH_LANG_SYSTEMS:-jq-python celery rq jq-node graphile bullmq}
 	$psql -c "DELETE FROM jq.job" -c "VACUUM ANALYZE jq.job"
 	driver=(node "$src/test/bench/lang/drive.js")
 	case $system in jq-python | celery | rq) driver=(/usr/bin/python3 "$src/test/bench/lang/drive.py") ;; esac
-	if ! out=$("${driver[@]}" "$system"); then
+	jobs=$BENCH_JOBS
+	[ "$system" != rq ] || jobs=${BENCH_LANG_RQ_JOBS:-500}
+	if ! out=$(BENCH_JOBS=$jobs "${driver[@]}" "$system"); then
 		echo "$system: failed"
 		continue
 	fi
@@ -164,7 +168,7 @@ for system in jq-python celery rq jq-node graphile bullmq; do
 	[ -n "${DRAIN[$system]:-}" ] || continue
 	unit="statements"
 	case $system in celery | rq | bullmq) unit="Redis commands" ;; esac
-	echo "| $system | ${DRAIN[$system]} | ${LAT50[$system]} / ${LAT95[$system]} | ${IDLE[$system]} $unit |"
+	echo "| $system | ${DRAIN[$system]}$([ "$system" != rq ] || echo " (${BENCH_LANG_RQ_JOBS:-500} jobs)") | ${LAT50[$system]} / ${LAT95[$system]} | ${IDLE[$system]} $unit |"
 done
 echo
 echo "Python worker / Celery: $(ratio "${DRAIN[jq-python]:-}" "${DRAIN[celery]:-}") (target >= 3 x)"

@@ -104,7 +104,8 @@ async function system() {
     const opts = { removeOnComplete: true, removeOnFail: true };
     return {
       idle: async () => {
-        const redis = await queue.client;
+        const Redis = require('ioredis');
+        const redis = new Redis(connection);
         const count = async () => Number(/total_commands_processed:(\d+)/.exec(await redis.info('stats'))[1]);
         const before = await count();
         await sleep(IDLE_SECONDS * 1000);
