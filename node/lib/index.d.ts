@@ -39,6 +39,7 @@ export class Job<P = any> {
   /** aborts when the worker gives the job up: timeout, cancel, lost lease, shutdown */
   readonly signal: AbortSignal;
   readonly started: number | null;
+  readonly duration: number | null;
 }
 
 /** Thrown by a handler: the job fails at once, without retries. */

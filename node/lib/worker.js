@@ -60,6 +60,7 @@ class Job {
     this._abort = new AbortController();
     this.signal = this._abort.signal; // aborts when the worker gives the job up
     this.started = null;              // when its handler began (ms)
+    this.duration = null;             // how long its handler ran (ms)
   }
 }
 
@@ -262,6 +263,7 @@ class Worker {
         details: { type, message: err.message, traceback: stack },
       };
     }
+    job.duration = Date.now() - job.started;
     if (this._running.get(job.id) === job) {
       this._running.delete(job.id);
       this._done.push([job, outcome]);
@@ -312,7 +314,7 @@ class Worker {
   _logOutcomes(rows, outcomes) {
     const held = new Map(rows.map((r) => [r.id, r.held]));
     for (const [job, o] of outcomes) {
-      const ms = (Date.now() - job.started).toFixed(1);
+      const ms = (job.duration || 0).toFixed(1);
       if (!held.get(job.id)) {
         this._log('warning', `job ${job.id} ${job.task}: no longer held (cancelled or lease expired), outcome dropped`);
       } else if (o.complete) {

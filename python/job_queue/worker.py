@@ -63,6 +63,7 @@ class Job:
          self.timeout) = row
         self.cancelled = threading.Event()   # set when the worker gave the job up
         self.started = None                  # time.monotonic() when its handler began
+        self.duration = None                 # seconds its handler ran
         self.finished = False                # its handler returned (under Worker._lock)
         self.abandoned = False               # its thread was replaced (under Worker._lock)
 
@@ -146,6 +147,7 @@ class Worker:
                     continue
                 job.started = time.monotonic()
             outcome = self._run_handler(job)
+            job.duration = time.monotonic() - job.started
             with self._lock:
                 job.finished = True
                 abandoned = job.abandoned
@@ -353,7 +355,7 @@ class Worker:
     def _log_outcomes(self, rows, outcomes):
         held = dict(rows)
         for job, outcome in outcomes:
-            ms = (time.monotonic() - job.started) * 1000
+            ms = (job.duration or 0) * 1000
             if not held.get(job.id):
                 log.warning("job %d %s: no longer held (cancelled or lease expired), "
                             "outcome dropped", job.id, job.task)

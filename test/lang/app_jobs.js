@@ -5,7 +5,7 @@
  * $JQ_TEST_EVENTS, so the tests can count how often each job ran.
  */
 const fs = require('fs');
-const { Worker } = require('job-queue');
+const { Worker, Fatal } = require('job-queue');
 
 const worker = new Worker();
 const event = (what, job) => fs.appendFileSync(process.env.JQ_TEST_EVENTS,
@@ -16,6 +16,11 @@ worker.task('add', (payload) => payload.a + payload.b);
 worker.task('boom', (payload, job) => {
   event('run', job);
   throw new RangeError(`boom ${JSON.stringify(payload)}`);
+});
+
+worker.task('fatal', (payload, job) => {
+  event('run', job);
+  throw new Fatal('no retry');
 });
 
 worker.task('record', (payload, job) => event('run', job));

@@ -7,7 +7,7 @@ $JQ_TEST_EVENTS, so the tests can count how often each job ran.
 import os
 import time
 
-from job_queue import Worker
+from job_queue import Fatal, Worker
 
 worker = Worker()
 _events = os.environ["JQ_TEST_EVENTS"]
@@ -27,6 +27,12 @@ def add(payload):
 def boom(payload, job):
     _event("run", job)
     raise ValueError(f"boom {payload}")
+
+
+@worker.task("fatal")
+def fatal(payload, job):
+    _event("run", job)
+    raise Fatal("no retry")
 
 
 @worker.task("record")

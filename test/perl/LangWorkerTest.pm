@@ -8,7 +8,7 @@
 #  2. a handler's return value is the job's result; an idle worker is woken
 #     by NOTIFY (workers look for jobs on their own only every 10 minutes);
 #  3. an exception fails the attempt: retried, then failed with the
-#     exception's type, message and stack;
+#     exception's type, message and stack; Fatal fails the job at once;
 #  4. a job that runs past its timeout is failed as timed out;
 #  5. heartbeats keep the lease of a job that runs longer than the lease;
 #  6. a cancelled running job: the handler is told, the job stays cancelled;
@@ -16,7 +16,8 @@
 #     period and is recorded once, the worker exits 0;
 #  8. kill -9 of a worker mid-job: the job runs again elsewhere once its lease
 #     has expired;
-#  9. two workers drain 2,000 jobs: each handled exactly once;
+#  9. two workers, one of them without LISTEN, drain 2,000 jobs: each
+#     handled exactly once;
 # 10. a task no worker has a handler for stays ready, never attempted.
 package LangWorkerTest;
 
@@ -75,7 +76,7 @@ jq.retry_backoff_cap = '100ms'
 	};
 	my $log = sub { "$PostgreSQL::Test::Utils::log_path/$args{name}_$_[0].log" };
 	my $start = sub {
-		my ($name) = @_;
+		my ($name, @more) = @_;
 		my $pid = fork() // die "could not fork: $!";
 		if ($pid == 0)
 		{
@@ -86,7 +87,7 @@ jq.retry_backoff_cap = '100ms'
 			chdir($dir) or die "could not chdir: $!";
 			exec(@{ $args{worker} }, '--dsn', $dsn, '--name', $name, '--lease', '2',
 				'--heartbeat', '0.3', '--grace', '20', '--poll-interval', '600',
-				'--concurrency', '4', '--log-level', 'info')
+				'--concurrency', '4', '--log-level', 'info', @more)
 			  or die "could not start the worker: $!";
 		}
 		$workers{$name} = $pid;
@@ -143,6 +144,11 @@ jq.retry_backoff_cap = '100ms'
 	like($error, $args{stack}, 'boom: the error has the stack');
 	like($query->("SELECT result ->> 'traceback' FROM jq_jobs WHERE id = $boom"),
 		$args{stack}, 'boom: the stack is in the result too');
+
+	my $fatal = $enqueue->('fatal', max_attempts => 3);
+	ok($wait_query->("SELECT state = 'failed' FROM jq_jobs WHERE id = $fatal"), 'fatal: failed');
+	like($query->("SELECT attempts || ' ' || last_error FROM jq_jobs WHERE id = $fatal"),
+		qr/^1 Fatal: no retry/, 'fatal: at once, without retries');
 
 	# 4. timeout
 	my $slow = $enqueue->('sleep', payload => q{'{"seconds": 30}'}, timeout => q{'1 second'},
@@ -201,8 +207,8 @@ jq.retry_backoff_cap = '100ms'
 	is(join(' ', map { $_->[3] } grep { $_->[0] eq 'start' && $_->[1] == $killed } $event_list->()),
 		'w2 w3', 'kill -9: started by the killed worker, then by the other');
 
-	# 9. two workers, 2,000 jobs, each handled once
-	$start->('w4');
+	# 9. two workers, 2,000 jobs, each handled once; one of them without LISTEN
+	$start->('w4', '--no-listen', '--poll-interval', '0.2');
 	my ($first) = $query->(
 		q{SELECT min(i) FROM unnest(jq_enqueue_bulk(array_fill('record'::text, ARRAY[2000]),
 													 kind => 'task')) i});
