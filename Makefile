@@ -65,11 +65,13 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 demo:
 	test/demo.sh
 
-# figures for the README's performance table: the server, jq_worker, then monitoring
+# figures for the README's performance table: the server, jq_worker,
+# monitoring, then the Python and Node.js workers next to their peers
 bench:
 	test/bench/bench.sh
 	test/bench/worker.sh
 	test/bench/monitor.sh
+	test/bench/lang.sh
 
 # the programs built and installed with the extension: jq_worker, the
 # external worker, and jq_dashboard, the web dashboard; goal dir-target runs

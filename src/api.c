@@ -161,7 +161,8 @@ jq_check_queue_name(PG_FUNCTION_ARGS)
 /*
  * Shell jobs run programs as the server's operating-system user: only roles
  * that may run server programs (COPY ... FROM PROGRAM) may enqueue them.
- * The executor checks again before it runs one.
+ * The executor checks again before it runs one.  A task job names a
+ * handler of an application's worker, which claims it with jq_dequeue.
  */
 static JqJobKind
 enqueue_check_kind(text *kind, Oid owner)
@@ -178,11 +179,13 @@ enqueue_check_kind(text *kind, Oid owner)
 					 errdetail("Only superusers and roles with privileges of the \"pg_execute_server_program\" role may enqueue shell jobs.")));
 		kind_id = JQ_KIND_SHELL;
 	}
+	else if (strcmp(name, "task") == 0)
+		kind_id = JQ_KIND_TASK;
 	else if (strcmp(name, "sql") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown job kind \"%s\"", name),
-				 errhint("The kinds of jobs are sql and shell.")));
+				 errhint("The kinds of jobs are sql, shell and task.")));
 	pfree(name);
 	return kind_id;
 }

@@ -84,15 +84,21 @@ typedef struct JqDatabase
 	uint32		recheck;		/* bumped by each request to look again */
 } JqDatabase;
 
-/* The kinds of jobs; an executor runs jobs of one kind. */
+/*
+ * The kinds of jobs; an executor runs jobs of one kind.  Task jobs name a
+ * handler of an application's worker: no executor runs them, only external
+ * workers claim them.
+ */
 typedef enum JqJobKind
 {
 	JQ_KIND_SQL,
-	JQ_KIND_SHELL
+	JQ_KIND_SHELL,
+	JQ_KIND_TASK
 } JqJobKind;
 
-#define JQ_NUM_KINDS 2
-#define JQ_KIND_BIT(kind)	(1 << (kind))
+#define JQ_NUM_KINDS 2			/* the kinds executors run */
+/* the executors to wake for jobs of a kind: none for tasks */
+#define JQ_KIND_BIT(kind)	((kind) < JQ_NUM_KINDS ? 1 << (kind) : 0)
 #define JQ_KINDS_ALL		(JQ_KIND_BIT(JQ_KIND_SQL) | JQ_KIND_BIT(JQ_KIND_SHELL))
 
 /* One executor slot; the scheduler of dboid owns it until it frees it. */
