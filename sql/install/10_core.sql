@@ -676,6 +676,14 @@ DECLARE
 	linked bigint[];
 	linked_states jq.state[];
 BEGIN
+	/*
+	 * A job that finishes when no partition of the history covers its time
+	 * goes to the default partition; the scheduler attaching the partition
+	 * that covers it meanwhile would make that insert fail.  Attaching
+	 * needs the default partition to itself, so holding it from here on
+	 * makes the scheduler wait (or try again at its next tick).
+	 */
+	LOCK TABLE jq.job_history_default IN ROW EXCLUSIVE MODE;
 	WITH o AS (
 		SELECT o.id, o.outcome, o.result, o.started, o.finished,
 			   CASE WHEN o.outcome IN ('error', 'rejected', 'cancelled') THEN o.message END
