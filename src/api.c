@@ -813,7 +813,8 @@ typedef struct ApiCall
  * jq_worker may call them for every role's jobs, as jq_admin members may.
  */
 static const char *const api_worker_functions[] = {
-	"jq_dequeue", "jq_complete", "jq_complete_many", "jq_fail", "jq_heartbeat", "jq_release"
+	"jq_dequeue", "jq_complete", "jq_complete_many", "jq_fail", "jq_heartbeat",
+	"jq_release"
 };
 
 /*
