@@ -11,6 +11,7 @@ OBJS = \
 	src/job_run.o \
 	src/queue_settings.o \
 	src/launcher.o \
+	src/pool.o \
 	src/scheduler.o \
 	src/shell_job.o \
 	src/shell_run.o \
