@@ -15,6 +15,7 @@ OBJS = \
 	src/launcher.o \
 	src/monitor.o \
 	src/outcome.o \
+	src/pool.o \
 	src/progress.o \
 	src/scheduler.o \
 	src/shell_job.o \

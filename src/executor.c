@@ -34,6 +34,10 @@
  * The slot tells the scheduler which job was running should the executor
  * die; its token marks, in jq.job, every job it claimed.
  *
+ * An executor leaves, holding no job, after jq.executor_idle_timeout with
+ * nothing to claim, or before its next claim when the launcher needs its
+ * slot for another database (pool.c).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -95,6 +99,10 @@ exe_attach(const JqExecutorStart *start)
 		exe_slot->generation == start->generation && exe_slot->pid == 0;
 	if (mine)
 	{
+		JqDatabase *db = jq_find_database(start->dboid);
+
+		if (db)
+			jq_pool_wait_over(db);
 		exe_slot->pid = MyProcPid;
 		exe_slot->latch = MyLatch;
 		exe_slot->token = token;
@@ -129,12 +137,64 @@ exe_before_claim(void)
 	LWLockRelease(jq_shared->lock);
 }
 
+/*
+ * A claim found nothing and no commit woke the executor since: whatever
+ * asked for one more executor of its kind has been served.
+ */
+static void
+exe_found_nothing(void)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	if (exe_slot->idle)
+	{
+		JqDatabase *db = jq_find_database(MyDatabaseId);
+
+		if (db)
+		{
+			db->want[exe_slot->kind] = false;
+			jq_pool_wait_over(db);
+		}
+	}
+	LWLockRelease(jq_shared->lock);
+}
+
 static void
 exe_set_current(int64 job_id)
 {
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 	exe_slot->current_job = job_id;
 	LWLockRelease(jq_shared->lock);
+}
+
+/*
+ * Leave the pool holding no job: asked to by the launcher (leave), or idle
+ * for jq.executor_idle_timeout, unless a commit woke it meanwhile.  One
+ * that leaves busy, or woken, asks for an executor again: its kind may
+ * have work left.
+ */
+static void
+exe_leave_pool(bool busy)
+{
+	bool		go;
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	go = exe_slot->leave || exe_slot->idle;
+	if (go)
+	{
+		JqDatabase *db = jq_find_database(MyDatabaseId);
+
+		if ((busy || !exe_slot->idle) && db)
+		{
+			/* not counted any more, so that the request counts */
+			exe_slot->leave = true;
+			jq_request_executor(db, exe_slot->kind);
+		}
+		exe_slot->leave = true;
+		exe_slot->clean_exit = true;
+	}
+	LWLockRelease(jq_shared->lock);
+	if (go)
+		proc_exit(0);
 }
 
 /* The extension was dropped: give the slot back and leave. */
@@ -445,6 +505,7 @@ void
 jq_executor_main(Datum main_arg)
 {
 	JqExecutorStart start;
+	TimestampTz idle_since;
 
 	exe_slotno = DatumGetInt32(main_arg);
 	memcpy(&start, MyBgworkerEntry->bgw_extra, sizeof(start));
@@ -468,6 +529,9 @@ jq_executor_main(Datum main_arg)
 	/* only a job's own SQL may be cancelled (job_run.c) */
 	HOLD_CANCEL_INTERRUPTS();
 
+	/* idle since it started or last found work */
+	idle_since = 0;
+
 	for (bool woken = true;;)
 	{
 		JqJob	   *jobs;
@@ -480,18 +544,33 @@ jq_executor_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		if (exe_slot->leave)
+			exe_leave_pool(!woken);
 
 		MemoryContextReset(exe_batch_cxt);
 		exe_before_claim();
 		n = exe_claim(&jobs, woken);
+		if (n == 0 && (!woken || idle_since == 0))
+			idle_since = GetCurrentTimestamp();
 		woken = n == 0;
 		if (n == 0)
 		{
 			long		timeout_ms = jq_ms_until(jq_next_wakeup(MyDatabaseId));
 
+			exe_found_nothing();
+
 			/* a timer already past is the scheduler's: it wakes us after its tick */
 			if (timeout_ms == 0)
 				timeout_ms = -1;
+			if (jq_executor_idle_timeout_ms > 0)
+			{
+				long		idle_ms = jq_ms_until(TimestampTzPlusMilliseconds(idle_since,
+																			  jq_executor_idle_timeout_ms));
+
+				if (idle_ms == 0)
+					exe_leave_pool(false);
+				timeout_ms = timeout_ms < 0 ? idle_ms : Min(timeout_ms, idle_ms);
+			}
 			pgstat_report_stat(true);
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),

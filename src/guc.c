@@ -30,6 +30,7 @@ int			jq_notify_mode = JQ_NOTIFY_AUTO;
 int			jq_shell_executors_per_database = 2;
 int			jq_shell_output_limit_kb = 64;
 int			jq_shell_kill_grace_ms = 5000;
+int			jq_executor_idle_timeout_ms = 60 * 1000;
 
 static const struct config_enum_entry jq_notify_options[] = {
 	{"off", JQ_NOTIFY_OFF, false},
@@ -105,6 +106,14 @@ jq_guc_init(bool preloading)
 							&jq_shell_executors_per_database,
 							2, 0, 1024,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jq.executor_idle_timeout",
+							gettext_noop("Time an executor with nothing to do waits for work before it leaves."),
+							gettext_noop("An idle executor leaves at once when another database waits for an executor; 0 keeps idle executors."),
+							&jq_executor_idle_timeout_ms,
+							60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jq.shell_output_limit",

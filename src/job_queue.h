@@ -3,9 +3,10 @@
  * job_queue.h
  *	  Declarations shared by the files of the job_queue extension.
  *
- * Process model: one launcher per cluster starts one scheduler per database
- * that has the extension; each scheduler keeps a pool of executors that run
- * SQL jobs, and a pool that runs shell jobs.  They meet in the shared memory
+ * Process model: one launcher per cluster starts a scheduler in each
+ * database that has the extension and work to do, and hands out executor
+ * slots among them (pool.c); each scheduler starts executors that run SQL
+ * jobs, and executors that run shell jobs.  They meet in the shared memory
  * described below.
  *
  *-------------------------------------------------------------------------
@@ -53,6 +54,7 @@ extern int	jq_notify_mode;
 extern int	jq_shell_executors_per_database;
 extern int	jq_shell_output_limit_kb;
 extern int	jq_shell_kill_grace_ms;
+extern int	jq_executor_idle_timeout_ms;
 
 extern void jq_guc_init(bool preloading);
 extern void jq_worker_settings(void);
@@ -82,6 +84,12 @@ typedef struct JqDatabase
 	TimestampTz next_wakeup;	/* when the scheduler's timer fires */
 	int			nlisteners;		/* sessions that called jq_listen() */
 	uint32		recheck;		/* bumped by each request to look again */
+	/* the executor pool (pool.c) */
+	bool		want[2];		/* by JqJobKind: one more executor is asked for */
+	bool		probe;			/* jobs of some kind became runnable: the scheduler looks */
+	bool		scheduler_failed;	/* its last scheduler did not leave cleanly */
+	TimestampTz waiting_since;	/* oldest request not answered yet, or 0 */
+	bool		waiting_logged; /* the wait is in the server log */
 } JqDatabase;
 
 /*
@@ -101,12 +109,19 @@ typedef enum JqJobKind
 #define JQ_KIND_BIT(kind)	((kind) < JQ_NUM_KINDS ? 1 << (kind) : 0)
 #define JQ_KINDS_ALL		(JQ_KIND_BIT(JQ_KIND_SQL) | JQ_KIND_BIT(JQ_KIND_SHELL))
 
-/* One executor slot; the scheduler of dboid owns it until it frees it. */
+/*
+ * One executor slot.  The launcher hands it to a database (pool.c); that
+ * database's scheduler starts its worker and frees it once it has exited.
+ */
 typedef struct JqExecutor
 {
 	Oid			dboid;			/* InvalidOid: free slot */
 	JqJobKind	kind;
 	uint32		generation;		/* bumped each time the slot is handed out */
+	TimestampTz handed_out;		/* when */
+	bool		registered;		/* the scheduler has started its worker */
+	bool		leave;			/* asked to leave before its next claim */
+	bool		clean_exit;		/* it left holding no job: nothing to take back */
 	pid_t		pid;			/* 0 until the executor has started */
 	Latch	   *latch;
 	bool		idle;			/* waiting for work; wake it to claim */
@@ -122,6 +137,10 @@ typedef struct JqShared
 	LWLock	   *lock;			/* protects everything below */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
+	/* a background worker could not be started: hand out nothing until one exits */
+	TimestampTz shortage_since;
+	/* a worker was asked to leave for a waiting database; 0: none */
+	TimestampTz preempted_at;
 	JqDatabase	databases[JQ_MAX_DATABASES];
 	JqExecutor	executors[FLEXIBLE_ARRAY_MEMBER];
 } JqShared;
@@ -147,6 +166,17 @@ extern void jq_recheck_database(Oid dboid);
 extern bool jq_cancel_requested(volatile JqExecutor *slot, int64 job_id);
 extern TimestampTz jq_next_wakeup(Oid dboid);
 extern long jq_ms_until(TimestampTz when);
+
+/* pool.c: executors on demand, handed out fairly among databases */
+extern void jq_request_executor(JqDatabase *db, JqJobKind kind);
+extern void jq_request_probe(JqDatabase *db);
+extern void jq_pool_wait_over(JqDatabase *db);
+extern int	jq_pool_size(JqJobKind kind);
+extern int	jq_pool_count(Oid dboid, int kind);
+extern void jq_pool_worker_exited(void);
+extern void jq_pool_shortage(void);
+extern long jq_pool_hand_out(void);
+extern JqDatabase *jq_pool_first_in_line(void);
 
 /* wakeup.c: commit-time wakeups and NOTIFY */
 extern void jq_wakeup_init(void);

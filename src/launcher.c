@@ -1,15 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  The launcher: one static background worker per cluster that keeps a
- *	  scheduler running in every database that has the extension.
+ *	  The launcher: one static background worker per cluster that starts a
+ *	  scheduler in every database that has the extension and needs one.
  *
  * The launcher connects to no database; it reads pg_database, keeps an
  * entry per database in shared memory, and starts a scheduler for every
- * entry that is not known to lack the extension (JqDbState in job_queue.h).
- * A scheduler started in a database without the extension marks it ABSENT
- * and exits, so each database is probed once; CREATE EXTENSION, CREATE
- * DATABASE and the end of a DROP/RENAME of a database ask for a new look.
+ * entry that is not known yet to have the extension or to lack it
+ * (JqDbState in job_queue.h).  A scheduler started in a database without
+ * the extension marks it ABSENT and exits, so each database is probed once;
+ * CREATE EXTENSION, CREATE DATABASE and the end of a DROP/RENAME of a
+ * database ask for a new look.  Afterwards a database gets a scheduler when
+ * it asks for executors (first the database first in line, pool.c), when it
+ * has jobs of unknown kinds to look for, or when its timer, which the
+ * launcher keeps while no scheduler runs there, comes due.
  *
  * It registers with BgWorkerStart_RecoveryFinished, so on a hot standby it
  * does not run at all, and the postmaster starts it when the standby is
@@ -182,21 +186,42 @@ launcher_start_scheduler(int i, Oid dboid, uint32 recheck)
 }
 
 /*
- * Start the schedulers that should run.  Returns how long to sleep before
- * trying again (-1: until woken).
+ * Whether a database needs its scheduler now: to find out whether it has
+ * the extension, for the executors it asks for, or for its timer; else,
+ * when it will (*wake_at).  Caller holds the lock.
+ */
+static bool
+launcher_needs_scheduler(JqDatabase *db, JqDatabase *first, TimestampTz now,
+						 TimestampTz *wake_at)
+{
+	if (db->dboid == InvalidOid || db->blocked || db->state == JQ_DB_ABSENT ||
+		db->scheduler_pid != 0)
+		return false;
+	if (db->state == JQ_DB_UNKNOWN || db->probe || db == first || db->next_wakeup <= now)
+		return true;
+	*wake_at = Min(*wake_at, db->next_wakeup);
+	return false;
+}
+
+/*
+ * Start the schedulers that should run: that of the database first in line
+ * for an executor first, then those that probe or tick.  Returns how long
+ * to sleep before trying again (-1: until woken).
  */
 static long
 launcher_start_schedulers(void)
 {
 	long		timeout_ms = -1;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz wake_at = DT_NOEND;
+	int			order[JQ_MAX_DATABASES];
+	TimestampTz keys[JQ_MAX_DATABASES];
+	int			n = 0;
 
 	for (int i = 0; i < JQ_MAX_DATABASES; i++)
 	{
 		LauncherScheduler *s = &launcher_schedulers[i];
 		JqDatabase *db = &jq_shared->databases[i];
-		Oid			dboid;
-		bool		wanted;
-		uint32		recheck;
 		pid_t		pid;
 
 		if (s->handle != NULL &&
@@ -210,31 +235,96 @@ launcher_start_schedulers(void)
 				db->recheck == s->recheck)
 				db->state = JQ_DB_ABSENT;
 			LWLockRelease(jq_shared->lock);
+			/* its worker slot is free */
+			jq_pool_worker_exited();
 		}
-		if (s->handle != NULL)
-			continue;
+	}
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	if (jq_shared->shortage_since == 0)
+	{
+		JqDatabase *first = jq_pool_first_in_line();
+
+		for (int i = 0; i < JQ_MAX_DATABASES; i++)
+		{
+			JqDatabase *db = &jq_shared->databases[i];
+			int			j;
+
+			if (launcher_schedulers[i].handle != NULL ||
+				!launcher_needs_scheduler(db, first, now, &wake_at))
+				continue;
+			/* insertion by waiting time; those that wait for nothing last */
+			keys[i] = db->waiting_since != 0 ? db->waiting_since : DT_NOEND;
+			for (j = n; j > 0 && keys[order[j - 1]] > keys[i]; j--)
+				order[j] = order[j - 1];
+			order[j] = i;
+			n++;
+		}
+	}
+	LWLockRelease(jq_shared->lock);
+	if (wake_at != DT_NOEND)
+		timeout_ms = jq_ms_until(wake_at);
+
+	for (int k = 0; k < n; k++)
+	{
+		int			i = order[k];
+		LauncherScheduler *s = &launcher_schedulers[i];
+		JqDatabase *db = &jq_shared->databases[i];
+		Oid			dboid;
+		uint32		recheck;
+		bool		failed;
 
 		LWLockAcquire(jq_shared->lock, LW_SHARED);
 		dboid = db->dboid;
 		recheck = db->recheck;
-		wanted = dboid != InvalidOid && !db->blocked &&
-			db->state != JQ_DB_ABSENT && db->scheduler_pid == 0;
+		failed = db->scheduler_failed;
 		LWLockRelease(jq_shared->lock);
-		if (!wanted)
-			continue;
 
 		/* restarting after a failure waits; a request to look again does not */
-		if (s->dboid == dboid && s->recheck == recheck &&
+		if (failed && s->dboid == dboid && s->recheck == recheck &&
 			!TimestampDifferenceExceeds(s->started, GetCurrentTimestamp(),
 										LAUNCHER_RESTART_DELAY_MS))
 		{
-			timeout_ms = LAUNCHER_RESTART_DELAY_MS;
+			timeout_ms = timeout_ms < 0 ? LAUNCHER_RESTART_DELAY_MS :
+				Min(timeout_ms, LAUNCHER_RESTART_DELAY_MS);
 			continue;
 		}
 		if (!launcher_start_scheduler(i, dboid, recheck))
-			timeout_ms = LAUNCHER_RESTART_DELAY_MS;
+		{
+			jq_pool_shortage();
+			break;
+		}
 	}
 	return timeout_ms;
+}
+
+/*
+ * After a reload that let databases have more executors (or any, with
+ * jq.execute_in_server on), every database looks again for jobs that no
+ * executor could take until now.
+ */
+static void
+launcher_pool_settings(void)
+{
+	static int	sizes[JQ_NUM_KINDS] = {0};
+	bool		grew = false;
+
+	for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
+	{
+		int			size = jq_pool_size((JqJobKind) kind);
+
+		grew |= size > sizes[kind];
+		sizes[kind] = size;
+	}
+	if (!grew)
+		return;
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < JQ_MAX_DATABASES; i++)
+	{
+		if (jq_shared->databases[i].state == JQ_DB_ACTIVE)
+			jq_request_probe(&jq_shared->databases[i]);
+	}
+	LWLockRelease(jq_shared->lock);
 }
 
 void
@@ -256,6 +346,7 @@ jq_launcher_main(Datum main_arg)
 	for (;;)
 	{
 		long		timeout_ms;
+		long		hand_out_ms;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -264,9 +355,13 @@ jq_launcher_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		launcher_pool_settings();
 
 		launcher_sync_databases();
+		hand_out_ms = jq_pool_hand_out();
 		timeout_ms = launcher_start_schedulers();
+		if (hand_out_ms >= 0)
+			timeout_ms = timeout_ms < 0 ? hand_out_ms : Min(timeout_ms, hand_out_ms);
 		pgstat_report_stat(true);
 
 		(void) WaitLatch(MyLatch,

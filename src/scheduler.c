@@ -3,15 +3,20 @@
  * scheduler.c
  *	  The per-database scheduler background worker.
  *
- * The launcher starts one scheduler in each database that may have the
- * extension.  The scheduler first checks that it does (else it tells the
+ * The launcher starts a database's scheduler when the database may have
+ * the extension, asks for executors, or has its timer due (pool.c).  The
+ * scheduler first checks that the extension is there (else it tells the
  * launcher and leaves), takes back jobs that executors of an earlier run
- * left "running", and then keeps jq.executors_per_database executors for
- * SQL jobs and jq.shell_executors_per_database for shell jobs.
+ * left "running", looks which kinds of jobs are ready, and then starts the
+ * executors of the slots the launcher hands the database and takes back the
+ * jobs of those that exit.  It leaves once the database has no executor and
+ * waits for none, or waits behind another database; the launcher then
+ * keeps its timer.
  *
  * It sleeps on its latch and runs SQL only when woken: by a commit that
- * made a job due later than its timer, by an executor that exited, by a
- * config reload, or by its timer, set to the earliest of the next delayed
+ * made a job due later than its timer, by an executor that exited holding
+ * jobs, by a config reload, by a request to look for ready jobs, or by its
+ * timer, set to the earliest of the next delayed
  * job or retry, the next lease expiry, the next history pruning and the next
  * fire time of a recurring job (jq.schedule).  With nothing scheduled it
  * sleeps without a timeout and runs no SQL at all.
@@ -47,13 +52,12 @@
 #include "job_queue.h"
 #include "monitor.h"
 
-/* an executor is not started sooner than this after one failed or exited */
-#define SCHED_RETRY_START_MS 1000
-
 static JqDatabase *sched_db;
 static uint32 sched_recheck;
 static BackgroundWorkerHandle **sched_handles;	/* by executor slot */
 static uint32 *sched_generations;	/* by executor slot */
+static bool sched_leaving_idle = false;
+static bool sched_tick_needed = true;	/* at start, after a reload or a reclaim */
 
 static void
 sched_detach(int code, Datum arg)
@@ -61,15 +65,29 @@ sched_detach(int code, Datum arg)
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 	sched_db->scheduler_pid = 0;
 	sched_db->scheduler_latch = NULL;
-	sched_db->next_wakeup = DT_NOEND;
+	/* leaving idle, it leaves its timer to the launcher; else it comes back */
+	sched_db->scheduler_failed = !sched_leaving_idle;
+	if (!sched_leaving_idle)
+		sched_db->next_wakeup = DT_NOBEGIN;
 	/* the executors follow; the next scheduler takes back their jobs */
 	for (int i = 0; i < jq_max_executors; i++)
 	{
 		JqExecutor *e = &jq_shared->executors[i];
 
-		if (e->dboid == MyDatabaseId && e->pid != 0)
+		if (e->dboid != MyDatabaseId)
+			continue;
+		if (e->pid != 0)
 			kill(e->pid, SIGTERM);
+		else if (!e->registered)
+		{
+			/* handed out, never started: the next scheduler asks again */
+			e->dboid = InvalidOid;
+			sched_db->want[e->kind] = true;
+		}
 	}
+	/* whatever was asked of it meanwhile, the launcher answers */
+	if (jq_shared->launcher_latch)
+		SetLatch(jq_shared->launcher_latch);
 	LWLockRelease(jq_shared->lock);
 }
 
@@ -87,6 +105,9 @@ sched_attach(Oid dboid)
 		sched_db->scheduler_latch = MyLatch;
 		sched_db->next_wakeup = DT_NOEND;
 		sched_recheck = sched_db->recheck;
+		/* requests of the database wait for its scheduler (pool.c) */
+		if (jq_shared->launcher_latch)
+			SetLatch(jq_shared->launcher_latch);
 	}
 	LWLockRelease(jq_shared->lock);
 	if (!ok)
@@ -206,23 +227,31 @@ sched_reclaim(int64 token, int64 current_job, const char *reason)
 	sched_run("SELECT jq._reclaim($1, $2, $3)", 3, types, values, nulls, NULL, NULL);
 }
 
-/* Free an executor slot of ours whose process is gone, and take back its jobs. */
+/*
+ * Free an executor slot of ours whose process is gone, and take back its
+ * jobs; unless it left holding none, ask for another executor of its kind,
+ * for the jobs taken back.
+ */
 static void
 sched_release_slot(int slotno, const char *reason)
 {
 	JqExecutor *e = &jq_shared->executors[slotno];
 	int64		token = 0;
 	int64		current_job = 0;
+	bool		clean = false;
 
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 	if (e->dboid == MyDatabaseId && e->generation == sched_generations[slotno])
 	{
 		token = e->token;
 		current_job = e->current_job;
+		clean = e->clean_exit;
 		/* a shell job's processes do not outlive the executor that ran them */
 		if (e->shell_pgid != 0)
 			kill(-e->shell_pgid, SIGKILL);
 		e->dboid = InvalidOid;
+		if (token != 0 && !clean)
+			jq_request_executor(sched_db, e->kind);
 	}
 	LWLockRelease(jq_shared->lock);
 
@@ -230,7 +259,11 @@ sched_release_slot(int slotno, const char *reason)
 	{
 		/* its claims committed, and the reclaim may give attempts back */
 		jq_claim_trace_clear(slotno);
-		sched_reclaim(token, current_job, reason);
+		if (!clean)
+		{
+			sched_reclaim(token, current_job, reason);
+			sched_tick_needed = true;	/* for the retry it may have set */
+		}
 	}
 }
 
@@ -243,6 +276,9 @@ sched_adopt_leftovers(void)
 {
 	for (int i = 0; i < jq_max_executors; i++)
 	{
+		/* a slot handed out since this scheduler started is not a leftover */
+		if (!jq_shared->executors[i].registered)
+			continue;
 		if (sched_wait_slot_stopped(i))
 			sched_release_slot(i, "executor stopped while running the job");
 	}
@@ -252,38 +288,23 @@ sched_adopt_leftovers(void)
 	sched_reclaim(0, 0, "server restarted while the job was running");
 }
 
-static bool
-sched_start_executor(JqJobKind kind)
+/*
+ * Start the worker of a slot the launcher handed to this database.  When
+ * the postmaster has no worker slot left, give the slot back and ask again.
+ */
+static void
+sched_start_executor(int slotno)
 {
 	BackgroundWorker worker;
 	JqExecutorStart start;
-	int			slotno = -1;
+	JqExecutor *e = &jq_shared->executors[slotno];
+	JqJobKind	kind;
 
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < jq_max_executors; i++)
-	{
-		JqExecutor *e = &jq_shared->executors[i];
-
-		if (e->dboid == InvalidOid)
-		{
-			e->dboid = MyDatabaseId;
-			e->kind = kind;
-			e->generation++;
-			e->pid = 0;
-			e->latch = NULL;
-			e->idle = false;
-			e->token = 0;
-			e->current_job = 0;
-			e->shell_pgid = 0;
-			memset(e->cancel_jobs, 0, sizeof(e->cancel_jobs));
-			sched_generations[i] = e->generation;
-			slotno = i;
-			break;
-		}
-	}
+	kind = e->kind;
+	e->registered = true;
+	sched_generations[slotno] = e->generation;
 	LWLockRelease(jq_shared->lock);
-	if (slotno < 0)
-		return false;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -302,72 +323,123 @@ sched_start_executor(JqJobKind kind)
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &sched_handles[slotno]))
 	{
-		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-		jq_shared->executors[slotno].dboid = InvalidOid;
-		LWLockRelease(jq_shared->lock);
 		sched_handles[slotno] = NULL;
-		return false;
+		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+		e->dboid = InvalidOid;
+		jq_request_executor(sched_db, kind);
+		LWLockRelease(jq_shared->lock);
+		jq_pool_shortage();
 	}
-	return true;
 }
 
 /*
- * Reap exited executors and keep each kind's pool at its configured size.
- * Returns false when an executor that should run could not be started yet.
+ * Reap exited executors, stop those beyond each kind's pool size, and start
+ * the workers of the slots the launcher handed out.
  */
-static bool
+static void
 sched_manage_pool(void)
 {
-	int			wanted[JQ_NUM_KINDS];
 	int			running[JQ_NUM_KINDS] = {0};
-	static bool warned = false;
-	static TimestampTz last_failure = 0;
-
-	wanted[JQ_KIND_SQL] = jq_execute_in_server ? jq_executors_per_database : 0;
-	wanted[JQ_KIND_SHELL] = jq_execute_in_server ? jq_shell_executors_per_database : 0;
+	bool		exited = false;
 
 	for (int i = 0; i < jq_max_executors; i++)
 	{
-		JqJobKind	kind = jq_shared->executors[i].kind;
+		JqExecutor *e = &jq_shared->executors[i];
+		JqJobKind	kind = e->kind;
 		pid_t		pid;
 
-		if (sched_handles[i] == NULL)
-			continue;
-		if (GetBackgroundWorkerPid(sched_handles[i], &pid) == BGWH_STOPPED)
+		if (sched_handles[i] != NULL &&
+			GetBackgroundWorkerPid(sched_handles[i], &pid) == BGWH_STOPPED)
 		{
 			pfree(sched_handles[i]);
 			sched_handles[i] = NULL;
 			sched_release_slot(i, "executor exited while running the job");
-			last_failure = GetCurrentTimestamp();
+			exited = true;
 		}
-		else if (running[kind] >= wanted[kind])
-			TerminateBackgroundWorker(sched_handles[i]);
-		else
-			running[kind]++;
+		else if (sched_handles[i] != NULL)
+		{
+			if (running[kind] >= jq_pool_size(kind))
+				TerminateBackgroundWorker(sched_handles[i]);
+			else
+				running[kind]++;
+		}
+		else if (e->dboid == MyDatabaseId && !e->registered)
+			sched_start_executor(i);
 	}
+	if (exited)
+		jq_pool_worker_exited();
+}
+
+/*
+ * Jobs of some kind became runnable (or the scheduler just started): ask
+ * for an executor of each kind that has ready jobs and none.
+ */
+static void
+sched_read_probe(void *arg)
+{
+	bool	   *found = arg;
 
 	for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
 	{
-		if (running[kind] < wanted[kind] &&
-			!TimestampDifferenceExceeds(last_failure, GetCurrentTimestamp(), SCHED_RETRY_START_MS))
-			return false;
-		while (running[kind] < wanted[kind])
-		{
-			if (!sched_start_executor((JqJobKind) kind))
-			{
-				last_failure = GetCurrentTimestamp();
-				if (!warned)
-					ereport(LOG,
-							(errmsg("job_queue could not start an executor for database %u", MyDatabaseId),
-							 errhint("Raise max_worker_processes or jq.max_executors, or lower jq.executors_per_database or jq.shell_executors_per_database.")));
-				warned = true;
-				return false;
-			}
-			running[kind]++;
-		}
+		bool		isnull;
+
+		found[kind] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, kind + 1, &isnull));
 	}
-	warned = false;
-	return true;
+}
+
+#define SCHED_READY_OF_KIND(kind) \
+"EXISTS (SELECT FROM jq.job j " \
+"		WHERE j.state = 'ready' AND j.kind = '" kind "' AND j.run_at <= pg_catalog.now() " \
+"		  AND NOT EXISTS (SELECT FROM jq.queue q " \
+"						  WHERE q.name = j.queue AND (q.external_only OR q.paused)))"
+
+static void
+sched_probe(void)
+{
+	bool		found[JQ_NUM_KINDS] = {false};
+	bool		probe;
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	probe = sched_db->probe;
+	sched_db->probe = false;
+	LWLockRelease(jq_shared->lock);
+	if (!probe)
+		return;
+
+	sched_run("SELECT " SCHED_READY_OF_KIND("sql") ", " SCHED_READY_OF_KIND("shell"),
+			  0, NULL, NULL, NULL, sched_read_probe, found);
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
+	{
+		if (found[kind] && jq_pool_count(MyDatabaseId, kind) == 0)
+			jq_request_executor(sched_db, (JqJobKind) kind);
+	}
+	LWLockRelease(jq_shared->lock);
+}
+
+/*
+ * Whether to leave: the database has no executor and waits for none, or
+ * waits while another database is first in line (pool.c).  Its timer stays
+ * with the launcher.
+ */
+static bool
+sched_should_leave(void)
+{
+	bool		leave;
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	leave = !sched_db->probe && jq_pool_first_in_line() != sched_db;
+	for (int i = 0; leave && i < jq_max_executors; i++)
+	{
+		if (jq_shared->executors[i].dboid == MyDatabaseId)
+			leave = false;
+	}
+	if (leave)
+		sched_leaving_idle = true;
+	LWLockRelease(jq_shared->lock);
+	return leave;
 }
 
 typedef struct TickResult
@@ -420,10 +492,16 @@ jq_scheduler_main(Datum main_arg)
 	sched_adopt_leftovers();
 	jq_stats_recount();
 
+	/* look for work only now: the jobs taken back above are ready again */
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	sched_db->probe = true;
+	LWLockRelease(jq_shared->lock);
+
 	for (;;)
 	{
 		TickResult tick = {0};
-		long		timeout_ms = -1;
+		long		timeout_ms;
+		bool		due;
 		int			rc;
 
 		ResetLatch(MyLatch);
@@ -432,34 +510,40 @@ jq_scheduler_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			sched_tick_needed = true;
 		}
 
 		sched_check_extension();
-		if (!sched_manage_pool())
-			timeout_ms = SCHED_RETRY_START_MS;
+		sched_manage_pool();
+		sched_probe();
 
+		/* a wake for the pool alone runs no tick */
 		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+		due = sched_tick_needed || sched_db->next_wakeup <= GetCurrentTimestamp();
+		if (due)
 		sched_db->next_wakeup = DT_NOEND;
 		LWLockRelease(jq_shared->lock);
 
-		sched_run("SELECT due_now, next_event FROM jq._tick()", 0, NULL, NULL, NULL,
-				  sched_read_tick, &tick);
-
-		if (tick.due_now)
-			jq_wake_executor(MyDatabaseId, JQ_KINDS_ALL, -1);
-
-		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-		sched_db->next_wakeup = tick.has_next ? tick.next_event : DT_NOEND;
-		LWLockRelease(jq_shared->lock);
-
-		if (tick.has_next)
+		if (due)
 		{
-			long		ms = jq_ms_until(tick.next_event);
+			sched_tick_needed = false;
+			sched_run("SELECT due_now, next_event FROM jq._tick()", 0, NULL, NULL, NULL,
+					  sched_read_tick, &tick);
 
-			timeout_ms = timeout_ms < 0 ? ms : Min(timeout_ms, ms);
+			if (tick.due_now)
+				jq_wake_executor(MyDatabaseId, JQ_KINDS_ALL, -1);
+
+			LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+			/* a backend may have asked for an earlier wake meanwhile */
+			if (tick.has_next && tick.next_event < sched_db->next_wakeup)
+				sched_db->next_wakeup = tick.next_event;
+			LWLockRelease(jq_shared->lock);
 		}
+		timeout_ms = jq_ms_until(jq_next_wakeup(MyDatabaseId));
 
 		pgstat_report_stat(true);
+		if (sched_should_leave())
+			proc_exit(0);
 		rc = WaitLatch(MyLatch,
 					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
 					   timeout_ms, PG_WAIT_EXTENSION);

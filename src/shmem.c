@@ -126,23 +126,37 @@ jq_wake_launcher(void)
  * Wake one idle executor of a database, other than skip_slot.  An executor
  * marks itself idle before its last look for work, so a job committed
  * before this call is seen either by that look or by the claim this wakeup
- * causes.
+ * causes.  A kind with no idle executor asks for one more (pool.c); jobs of
+ * any kind ask the scheduler to look which kinds have none at all.
  */
 void
 jq_wake_executor(Oid dboid, int kinds, int skip_slot)
 {
+	bool		any = kinds == JQ_KINDS_ALL;
+	JqDatabase *db;
+
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < jq_max_executors && kinds != 0; i++)
 	{
 		JqExecutor *e = &jq_shared->executors[i];
 
-		if (i != skip_slot && e->dboid == dboid && e->idle && e->latch &&
+		if (i != skip_slot && e->dboid == dboid && e->idle && !e->leave && e->latch &&
 			(kinds & JQ_KIND_BIT(e->kind)))
 		{
 			e->idle = false;
 			SetLatch(e->latch);
 			kinds &= ~JQ_KIND_BIT(e->kind);
 		}
+	}
+	db = kinds != 0 ? jq_find_database(dboid) : NULL;
+	for (int kind = 0; db != NULL && kind < JQ_NUM_KINDS; kind++)
+	{
+		if (!(kinds & JQ_KIND_BIT(kind)))
+			continue;
+		if (!any)
+			jq_request_executor(db, (JqJobKind) kind);
+		else if (jq_pool_count(dboid, kind) == 0)
+			jq_request_probe(db);
 	}
 	LWLockRelease(jq_shared->lock);
 }
@@ -193,7 +207,10 @@ jq_ms_until(TimestampTz when)
 	return Min(secs, 24L * 60 * 60) * 1000 + (usecs + 999) / 1000;
 }
 
-/* Wake the scheduler of a database if its timer would fire after "when". */
+/*
+ * Wake the scheduler of a database if its timer would fire after "when".
+ * While the database has no scheduler, the launcher keeps its timer.
+ */
 void
 jq_wake_scheduler(Oid dboid, TimestampTz when)
 {
@@ -201,10 +218,13 @@ jq_wake_scheduler(Oid dboid, TimestampTz when)
 
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 	db = jq_find_database(dboid);
-	if (db && db->scheduler_latch && when < db->next_wakeup)
+	if (db && when < db->next_wakeup)
 	{
 		db->next_wakeup = when;
-		SetLatch(db->scheduler_latch);
+		if (db->scheduler_latch)
+			SetLatch(db->scheduler_latch);
+		else if (jq_shared->launcher_latch)
+			SetLatch(jq_shared->launcher_latch);
 	}
 	LWLockRelease(jq_shared->lock);
 }

@@ -1138,6 +1138,7 @@ DECLARE
 	retention interval := current_setting('jq.history_retention')::interval;
 	pruned bigint;
 	fired_at timestamptz;
+	due_at timestamptz;
 BEGIN
 	PERFORM jq._expire_leases();
 
@@ -1157,9 +1158,11 @@ BEGIN
 	  AND NOT EXISTS (SELECT FROM jq.job j WHERE j.group_id = g.id)
 	  AND NOT EXISTS (SELECT FROM jq.job_history h WHERE h.group_id = g.id);
 
+	-- one instant for both: a job due in between would be neither due nor next
+	due_at := clock_timestamp();
 	due_now := EXISTS (SELECT FROM jq.job j
 					   WHERE j.state = 'ready' AND j.run_at > j.created_at
-						 AND j.run_at <= clock_timestamp());
+						 AND j.run_at <= due_at);
 	-- delayed jobs and retries that came due: external workers hear of them too
 	IF due_now THEN
 		PERFORM jq._notify_due();
@@ -1172,7 +1175,7 @@ BEGIN
 
 	SELECT min(e.t) INTO next_event
 	FROM ((SELECT j.run_at FROM jq.job j
-		   WHERE j.state = 'ready' AND j.run_at > j.created_at AND j.run_at > clock_timestamp()
+		   WHERE j.state = 'ready' AND j.run_at > j.created_at AND j.run_at > due_at
 		   ORDER BY j.run_at LIMIT 1)
 		  UNION ALL
 		  (SELECT j.lease_expires_at FROM jq.job j

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Benchmark of job_queue on a throwaway cluster: enqueue rates (vs plain
 # INSERTs), bulk enqueue, end-to-end throughput (also of queues with a
-# concurrency limit), pickup latency, lateness of delayed jobs, statements
+# concurrency limit), pickup latency (from idle executors, and from none:
+# cold start), lateness of delayed jobs, statements
 # run while idle, the footprint of jq.job during a sustained run, and the
 # rate of in-server shell jobs.
 #
@@ -16,6 +17,7 @@
 #   BENCH_LIMITED_QUEUES   queues of concurrency 2 in the next one  (10)
 #   BENCH_LIMITED_JOBS     no-op jobs in each of them               (2000)
 #   BENCH_LATENCY_JOBS     jobs of the pickup latency phase         (200)
+#   BENCH_COLD_JOBS        jobs of the cold start phase             (20)
 #   BENCH_LATENESS_JOBS    delayed jobs of the lateness phase       (1000)
 #   BENCH_IDLE_SECONDS     idle time watched by pg_stat_statements  (60)
 #   BENCH_SUSTAIN_SECONDS  duration of the sustained run            (300)
@@ -38,6 +40,7 @@ E2E_JOBS=${BENCH_E2E_JOBS:-20000}
 LIMITED_QUEUES=${BENCH_LIMITED_QUEUES:-10}
 LIMITED_JOBS=${BENCH_LIMITED_JOBS:-2000}
 LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
+COLD_JOBS=${BENCH_COLD_JOBS:-20}
 LATENESS_JOBS=${BENCH_LATENESS_JOBS:-1000}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
 SUSTAIN_SECONDS=${BENCH_SUSTAIN_SECONDS:-300}
@@ -378,6 +381,37 @@ row "                                               p99" "$p99"
 row "                                               max" "$pmax"
 row "enqueue statement began -> job ran, p50" "$c50"
 row "                                    p99" "$c99"
+
+###########################################################################
+# cold start: pickup once the database's workers have left
+###########################################################################
+
+# Executors leave 200 ms after their last job, then the scheduler; each job
+# is enqueued once none of them is left, so that it waits for the launcher
+# to start the scheduler and the scheduler an executor.
+set_conf jq.executor_idle_timeout 200ms
+q -c "CREATE TABLE cold (k int PRIMARY KEY, started timestamptz NOT NULL)" \
+  -c "CREATE TABLE cold_enq (k int PRIMARY KEY, committed timestamptz NOT NULL)"
+for k in $(seq 1 "$COLD_JOBS"); do
+	wait_for "SELECT count(*) = 0 FROM pg_stat_activity
+			  WHERE backend_type IN ('job_queue scheduler', 'job_queue executor',
+									 'job_queue shell executor')"
+	q -F, -c "SELECT jq_enqueue('INSERT INTO cold VALUES ($k, clock_timestamp())')" \
+		-c "SELECT $k, clock_timestamp()" | grep , >>"$TMP/cold.csv"
+	wait_for "SELECT count(*) = $k FROM cold"
+done
+q -c "\\copy cold_enq FROM '$TMP/cold.csv' (FORMAT csv)"
+q -c "ALTER SYSTEM RESET jq.executor_idle_timeout" -c "SELECT pg_reload_conf()" >/dev/null
+IFS='|' read -r k50 k95 kmax <<<"$(q -c "
+	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(mx, 'FM9990.00')
+	FROM (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY d) AS p, max(d) AS mx
+		  FROM (SELECT extract(epoch FROM c.started - e.committed) * 1000 AS d
+				FROM cold c JOIN cold_enq e USING (k)) s) a")"
+
+section "Cold start, $COLD_JOBS jobs each enqueued once no worker of the database was left" "ms"
+row "COMMIT returned -> job ran, p50" "$k50"
+row "                            p95" "$k95"
+row "                            max" "$kmax"
 
 ###########################################################################
 # lateness of delayed jobs

@@ -1,6 +1,7 @@
 # Schedulers follow the extension from database to database: CREATE
 # EXTENSION starts one within about a second without naming the database in
-# the configuration, DROP EXTENSION makes it leave, and commands that need a
+# the configuration (it stays while its database has executors, and here
+# idle ones stay), DROP EXTENSION makes it leave, and commands that need a
 # database to themselves (CREATE DATABASE ... TEMPLATE, ALTER DATABASE ...
 # RENAME, DROP DATABASE) succeed while its workers run, even during a job;
 # a role that may not run them cannot use them to stop the workers.
@@ -16,7 +17,8 @@ use Time::HiRes qw(time);
 $PostgreSQL::Test::Utils::timeout_default = 10
   unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
 
-my $node = job_queue_node('databases');
+# idle executors stay, and with them their database's scheduler
+my $node = job_queue_node('databases', conf => "jq.executor_idle_timeout = 0\n");
 
 # job_queue workers of one kind ('launcher', 'scheduler', 'executor') in a
 # database, or in the whole cluster when $dbname is undef
@@ -84,21 +86,19 @@ $node->safe_psql($_, 'CREATE TABLE done (db text, tag text)')
 wait_for_workers($_, 0, 0, 'in a database without the extension')
   for ('postgres', 'db1', 'db2', 'template1');
 
-# CREATE EXTENSION starts the database's scheduler, quickly
+# CREATE EXTENSION starts the database's scheduler, quickly: it finds the
+# extension, and jq_executors lists the database
 foreach my $db ('db1', 'db2')
 {
 	my $start = time;
 	$node->safe_psql($db, 'CREATE EXTENSION job_queue');
 	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler' AND datname = '$db'",
-			'1'),
+			$db, "SELECT count(*) FROM jq_executors WHERE datname = '$db'", '1'),
 		"$db: scheduler started after CREATE EXTENSION");
 	my $elapsed = time - $start;
 	cmp_ok($elapsed, '<', 3,
 		"$db: scheduler appeared within 3 s (took " . sprintf('%.2f', $elapsed) . ' s)');
 }
-wait_for_workers($_, 1, 2, 'with the extension') for ('db1', 'db2');
 is($node->safe_psql('postgres', "SHOW jq.executors_per_database"),
 	'2', 'executors per database is the default');
 is( $node->safe_psql(
@@ -109,6 +109,7 @@ is( $node->safe_psql(
 
 run_job('db1', 'first');
 run_job('db2', 'first');
+wait_for_workers($_, 1, 1, 'after a job') for ('db1', 'db2');
 
 # jobs enqueued in one database do not run in the other
 my $db1_only = $node->safe_psql('db1',
@@ -128,13 +129,13 @@ run_job('db1', 'after_drop_ext');
 
 # and CREATE EXTENSION again brings them back
 $node->safe_psql('db2', 'CREATE EXTENSION job_queue');
-wait_for_workers('db2', 1, 2, 'after CREATE EXTENSION again');
 run_job('db2', 'recreated');
+wait_for_workers('db2', 1, 1, 'after CREATE EXTENSION again');
 
 # CREATE DATABASE ... TEMPLATE a database whose workers run
 $db1_sched = scheduler_pid('db1');
 like($db1_sched, qr/^\d+$/, 'db1: scheduler running before the copy');
-wait_for_workers('db1', 1, 2, 'before the copy');
+wait_for_workers('db1', 1, 1, 'before the copy');
 my ($ret, $stdout, $stderr) =
   $node->psql('postgres', 'CREATE DATABASE db1_copy TEMPLATE db1');
 is($ret, 0, 'CREATE DATABASE ... TEMPLATE db1 succeeds while its workers run')
@@ -142,11 +143,11 @@ is($ret, 0, 'CREATE DATABASE ... TEMPLATE db1 succeeds while its workers run')
 unlike($stderr, qr/WARNING|ERROR/, 'CREATE DATABASE ... TEMPLATE: no warning');
 is( $node->safe_psql('db1_copy', 'SELECT count(*) FROM done'),
 	'2', 'the copy has the template\'s data');
-wait_for_workers('db1_copy', 1, 2, 'in the copy');
 run_job('db1_copy', 'in_copy');
-wait_for_workers('db1', 1, 2, 'in the template again after the copy');
-isnt(scheduler_pid('db1'), $db1_sched, 'db1: a new scheduler after the copy');
+wait_for_workers('db1_copy', 1, 1, 'in the copy');
 run_job('db1', 'after_copy');
+wait_for_workers('db1', 1, 1, 'in the template again after the copy');
+isnt(scheduler_pid('db1'), $db1_sched, 'db1: a new scheduler after the copy');
 
 # ALTER DATABASE ... RENAME while its workers run
 my $db1_oid = $node->safe_psql('postgres',
@@ -159,14 +160,14 @@ my $delayed = $node->safe_psql('db1',
 is($ret, 0, 'ALTER DATABASE ... RENAME succeeds while its workers run')
   or diag($stderr);
 unlike($stderr, qr/WARNING|ERROR/, 'ALTER DATABASE ... RENAME: no warning');
-wait_for_workers('db1_renamed', 1, 2, 'after the rename');
+run_job('db1_renamed', 'after_rename');
+wait_for_workers('db1_renamed', 1, 1, 'after the rename');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%' AND datid = $db1_oid AND datname <> 'db1_renamed'"
 	),
 	'0',
 	'no worker of the renamed database under its old name');
-run_job('db1_renamed', 'after_rename');
 ok( $node->poll_query_until(
 		'db1_renamed', "SELECT state FROM jq_jobs WHERE id = $delayed",
 		'succeeded'),
@@ -235,10 +236,10 @@ is( $node->safe_psql(
 	),
 	$launcher_pid,
 	'the launcher survived all of it');
-wait_for_workers('db1_renamed', 1, 2, 'after the DROP DATABASE of another one');
-wait_for_workers('db2', 1, 2, 'after the DROP DATABASE of another one');
 run_job('db1_renamed', 'after_dropdb');
 run_job('db2', 'after_dropdb');
+wait_for_workers('db1_renamed', 1, 1, 'after the DROP DATABASE of another one');
+wait_for_workers('db2', 1, 1, 'after the DROP DATABASE of another one');
 
 # DROP DATABASE of a database with idle workers
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE db2');

@@ -22,12 +22,14 @@ my $workers_query = q{
 $primary->safe_psql('postgres', 'CREATE DATABASE jobs');
 $primary->safe_psql('jobs',
 	'CREATE EXTENSION job_queue; CREATE TABLE done (tag text, standby boolean)');
+# executors start for jobs: first the launcher, and the scheduler that
+# finds the extension
 ok( $primary->poll_query_until(
-		'postgres', $workers_query,
-		'job_queue executor,job_queue executor,job_queue launcher,job_queue scheduler,'
-	  . 'job_queue shell executor,job_queue shell executor'
-	),
-	'primary: launcher, scheduler and executors run');
+		'jobs', q{
+	SELECT count(*) FILTER (WHERE backend_type = 'job_queue launcher') = 1
+		   AND (SELECT count(*) FROM jq_executors) = 1
+	FROM pg_stat_activity}),
+	'primary: the launcher runs and the scheduler found the extension');
 
 # a job the primary runs before the standby exists
 my $first = $primary->safe_psql('jobs',
@@ -96,10 +98,11 @@ $standby->promote;
 ok( $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'),
 	'standby promoted');
 ok( $standby->poll_query_until(
-		'postgres', $workers_query,
-		'job_queue executor,job_queue executor,job_queue launcher,job_queue scheduler,'
-	  . 'job_queue shell executor,job_queue shell executor'
-	),
+		'postgres', q{
+	SELECT count(*) FILTER (WHERE backend_type = 'job_queue launcher') = 1
+		   AND count(*) FILTER (WHERE backend_type = 'job_queue scheduler') = 1
+		   AND count(*) FILTER (WHERE backend_type = 'job_queue executor') >= 1
+	FROM pg_stat_activity}),
 	'promoted: launcher, scheduler and executors run');
 is($standby->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),
 	$started, 'promoted without a restart');

@@ -40,8 +40,8 @@ my $workers_filter = q{
 	backend_type IN ('job_queue scheduler', 'job_queue executor', 'job_queue shell executor')
 	AND datname = 'jobs'};
 
-# wait until the scheduler and its executors (two for SQL, two for shell
-# jobs) are up and waiting for work
+# wait until the scheduler and its executors (those the jobs needed) are
+# up and all waiting for work
 sub wait_idle_workers
 {
 	my ($what) = @_;
@@ -50,11 +50,13 @@ sub wait_idle_workers
 		SELECT count(*) FILTER (WHERE backend_type = 'job_queue scheduler'
 								AND state = 'idle')
 			   || '/' ||
-			   count(*) FILTER (WHERE backend_type LIKE 'job_queue %executor'
-								AND state = 'idle' AND wait_event = 'Extension')
+			   (count(*) FILTER (WHERE backend_type LIKE 'job_queue %executor'
+								 AND state = 'idle' AND wait_event = 'Extension') > 0
+				AND count(*) FILTER (WHERE backend_type LIKE 'job_queue %executor'
+									 AND (state <> 'idle' OR wait_event <> 'Extension')) = 0)
 		FROM pg_stat_activity WHERE $workers_filter},
-			'1/4'),
-		"scheduler and its four executors idle $what");
+			'1/true'),
+		"scheduler and its executors idle $what");
 	# let whatever woke them last finish
 	sleep(1);
 }
@@ -95,7 +97,10 @@ sub statements_in_jobs
 	);
 }
 
-wait_idle_workers('at start');
+# executors start for work: at first, only the scheduler has been there
+ok( $node->poll_query_until(
+		'jobs', "SELECT count(*) FROM jq_executors WHERE datname = 'jobs'", '1'),
+	'the scheduler found the extension');
 
 # some work: ready jobs, a delayed one, one that fails after retries and one
 # that succeeds after a retry

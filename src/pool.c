@@ -1,0 +1,465 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool.c
+ *	  The executor pool: executors on demand, handed out fairly among the
+ *	  databases, and jq_executor_pool(), which the jq_executors view shows.
+ *
+ * A database asks for an executor of a kind (want) when a job of that kind
+ * becomes runnable and no idle executor of the kind can take it; when the
+ * kind is not known, its scheduler looks first (probe).  Only the launcher
+ * hands out executor slots, one request at a time: first to the database
+ * with the fewest executors, among equals to the one that has waited
+ * longest.  The database's scheduler then starts the worker; executors
+ * leave after jq.executor_idle_timeout with nothing to do, and schedulers
+ * once their database has no executor and nothing to wait for.
+ *
+ * When the request first in line cannot be met (jq.max_executors are all
+ * handed out, or the postmaster had no background worker slot left), the
+ * launcher makes room: it asks an idle executor to leave (of any database,
+ * the one with the most executors first), else, when the waiting database
+ * has no executor or two fewer than another, a busy executor that has had
+ * its slot for POOL_QUANTUM_MS, of the database with the most.  A busy
+ * executor leaves before its next claim and asks for an executor again, so
+ * databases with endless work take turns.  One worker is asked at a time;
+ * the next only once a worker has exited, or POOL_RETRY_MS later.
+ *
+ * A scheduler holds a worker slot too.  Only the database first in line
+ * keeps one while it waits: the launcher starts no other scheduler for
+ * requests, and the scheduler of a database that has no executor leaves
+ * unless its database is first in line.
+ *
+ * Waiting for a slot is a latch wait of the launcher and of the database's
+ * scheduler; nothing here runs SQL.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "job_queue.h"
+
+/* a busy executor keeps its slot at least this long before it makes room */
+#define POOL_QUANTUM_MS 1000
+/* a shortage, or a worker asked to leave, holds the hand-out this long at most */
+#define POOL_RETRY_MS 1000
+/* a database that waits this long for an executor is named in the log, once */
+#define POOL_LOG_WAIT_MS 5000
+
+/* Executors a database asks for at most, of one kind. */
+int
+jq_pool_size(JqJobKind kind)
+{
+	if (!jq_execute_in_server)
+		return 0;
+	return kind == JQ_KIND_SHELL ? jq_shell_executors_per_database : jq_executors_per_database;
+}
+
+/*
+ * Executors of a kind (-1: of any kind) a database has or is about to
+ * have, not counting those asked to leave.  Caller holds the lock.
+ */
+int
+jq_pool_count(Oid dboid, int kind)
+{
+	int			n = 0;
+
+	for (int i = 0; i < jq_max_executors; i++)
+	{
+		JqExecutor *e = &jq_shared->executors[i];
+
+		if (e->dboid == dboid && !e->leave && (kind < 0 || e->kind == (JqJobKind) kind))
+			n++;
+	}
+	return n;
+}
+
+static void
+pool_wake_launcher(void)
+{
+	if (jq_shared->launcher_latch)
+		SetLatch(jq_shared->launcher_latch);
+}
+
+/*
+ * Ask for one more executor of a kind for a database, unless it has as
+ * many as it may.  Caller holds the lock exclusively; it cannot fail.
+ */
+void
+jq_request_executor(JqDatabase *db, JqJobKind kind)
+{
+	if (db->state == JQ_DB_ABSENT || db->want[kind] ||
+		jq_pool_count(db->dboid, kind) >= jq_pool_size(kind))
+		return;
+	db->want[kind] = true;
+	if (db->waiting_since == 0)
+		db->waiting_since = GetCurrentTimestamp();
+	pool_wake_launcher();
+}
+
+/*
+ * Jobs of a kind not known became runnable: the scheduler looks which
+ * kinds it has executors missing for.  Caller holds the lock exclusively.
+ */
+void
+jq_request_probe(JqDatabase *db)
+{
+	if (db->state == JQ_DB_ABSENT || !jq_execute_in_server || db->probe)
+		return;
+	db->probe = true;
+	if (db->scheduler_latch)
+		SetLatch(db->scheduler_latch);
+	else
+		pool_wake_launcher();
+}
+
+/*
+ * A database's wait is over once it asks for nothing more and an executor
+ * it asked for has started (or the request was withdrawn).  Caller holds
+ * the lock exclusively.
+ */
+void
+jq_pool_wait_over(JqDatabase *db)
+{
+	if (!db->want[JQ_KIND_SQL] && !db->want[JQ_KIND_SHELL])
+	{
+		db->waiting_since = 0;
+		db->waiting_logged = false;
+	}
+}
+
+/* A worker of ours has exited and freed its slot: hand out again. */
+void
+jq_pool_worker_exited(void)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	jq_shared->shortage_since = 0;
+	jq_shared->preempted_at = 0;
+	pool_wake_launcher();
+	LWLockRelease(jq_shared->lock);
+}
+
+/* The postmaster had no background worker slot left. */
+void
+jq_pool_shortage(void)
+{
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	if (jq_shared->shortage_since == 0)
+		jq_shared->shortage_since = GetCurrentTimestamp();
+	pool_wake_launcher();
+	LWLockRelease(jq_shared->lock);
+}
+
+/*
+ * The request first in line: of the database with the fewest executors,
+ * among equals the oldest.  Requests that can no longer be met are
+ * dropped.  Caller holds the lock exclusively.
+ */
+static bool
+pool_first_request(JqDatabase **first, JqJobKind *first_kind)
+{
+	int			best_count = INT_MAX;
+	TimestampTz best_since = DT_NOEND;
+
+	*first = NULL;
+	for (int i = 0; i < JQ_MAX_DATABASES; i++)
+	{
+		JqDatabase *db = &jq_shared->databases[i];
+		int			count;
+
+		if (db->dboid == InvalidOid)
+			continue;
+		for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
+		{
+			if (db->want[kind] &&
+				(db->state == JQ_DB_ABSENT ||
+				 jq_pool_count(db->dboid, kind) >= jq_pool_size((JqJobKind) kind)))
+			{
+				db->want[kind] = false;
+				jq_pool_wait_over(db);
+			}
+		}
+		if (!db->want[JQ_KIND_SQL] && !db->want[JQ_KIND_SHELL])
+			continue;
+		if (db->blocked)
+			continue;
+		count = jq_pool_count(db->dboid, -1);
+		if (count < best_count || (count == best_count && db->waiting_since < best_since))
+		{
+			best_count = count;
+			best_since = db->waiting_since;
+			*first = db;
+			*first_kind = db->want[JQ_KIND_SQL] ? JQ_KIND_SQL : JQ_KIND_SHELL;
+		}
+	}
+	return *first != NULL;
+}
+
+/* The database whose request comes first, or NULL.  Caller holds the lock exclusively. */
+JqDatabase *
+jq_pool_first_in_line(void)
+{
+	JqDatabase *db;
+	JqJobKind	kind;
+
+	return pool_first_request(&db, &kind) ? db : NULL;
+}
+
+/* Hand a free slot to a database, for its scheduler to start. */
+static bool
+pool_hand_slot(JqDatabase *db, JqJobKind kind)
+{
+	for (int i = 0; i < jq_max_executors; i++)
+	{
+		JqExecutor *e = &jq_shared->executors[i];
+
+		if (e->dboid != InvalidOid)
+			continue;
+		e->dboid = db->dboid;
+		e->kind = kind;
+		e->generation++;
+		e->handed_out = GetCurrentTimestamp();
+		e->registered = false;
+		e->leave = false;
+		e->clean_exit = false;
+		e->pid = 0;
+		e->latch = NULL;
+		e->idle = false;
+		e->token = 0;
+		e->current_job = 0;
+		e->shell_pgid = 0;
+		memset(e->cancel_jobs, 0, sizeof(e->cancel_jobs));
+
+		/* it waits on until the executor has started */
+		db->want[kind] = false;
+		SetLatch(db->scheduler_latch);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Ask one worker to leave so that "target" can have an executor.  Returns
+ * whether one was asked; otherwise *retry_ms says when a busy executor
+ * will have had its quantum (-1: none will do).
+ */
+static bool
+pool_make_room(JqDatabase *target, JqJobKind kind, long *retry_ms)
+{
+	int			target_count = jq_pool_count(target->dboid, -1);
+	JqExecutor *idle = NULL;
+	JqExecutor *busy = NULL;
+	int			idle_count = -1;
+	int			busy_count = -1;
+
+	*retry_ms = -1;
+	for (int i = 0; i < jq_max_executors; i++)
+	{
+		JqExecutor *e = &jq_shared->executors[i];
+		int			count;
+
+		if (e->dboid == InvalidOid || e->leave || e->pid == 0 ||
+			(e->dboid == target->dboid && (!e->idle || e->kind == kind)))
+			continue;
+		count = jq_pool_count(e->dboid, -1);
+		if (e->idle)
+		{
+			/* idle, of any database: its database has no work for it */
+			if (count > idle_count)
+			{
+				idle = e;
+				idle_count = count;
+			}
+		}
+		else if (count > busy_count && count >= target_count + 2 - (target_count == 0))
+		{
+			long		ms = jq_ms_until(TimestampTzPlusMilliseconds(e->handed_out, POOL_QUANTUM_MS));
+
+			if (ms > 0)
+				*retry_ms = *retry_ms < 0 ? ms : Min(*retry_ms, ms);
+			else
+			{
+				busy = e;
+				busy_count = count;
+			}
+		}
+	}
+	if (idle)
+	{
+		idle->leave = true;
+		SetLatch(idle->latch);
+		return true;
+	}
+	if (busy)
+	{
+		/* it leaves before its next claim: no job of it is cut short */
+		busy->leave = true;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The launcher's hand-out: answer requests while slots are free, and make
+ * room for the first that cannot be answered.  Returns how long to sleep
+ * before looking again (-1: until woken).
+ */
+long
+jq_pool_hand_out(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		timeout_ms = -1;
+	JqDatabase *db;
+	JqJobKind	kind;
+
+	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
+	if (jq_shared->shortage_since != 0 &&
+		TimestampDifferenceExceeds(jq_shared->shortage_since, now, POOL_RETRY_MS))
+		jq_shared->shortage_since = 0;
+	if (jq_shared->preempted_at != 0 &&
+		TimestampDifferenceExceeds(jq_shared->preempted_at, now, POOL_RETRY_MS))
+		jq_shared->preempted_at = 0;
+
+	while (pool_first_request(&db, &kind))
+	{
+		bool		short_of_workers = jq_shared->shortage_since != 0;
+
+		/* a database without a scheduler gets one first (launcher.c) */
+		if (db->scheduler_latch == NULL && !short_of_workers)
+		{
+			timeout_ms = POOL_RETRY_MS;
+			break;
+		}
+		if (!short_of_workers && db->scheduler_latch != NULL && pool_hand_slot(db, kind))
+			continue;
+
+		if (!db->waiting_logged &&
+			TimestampDifferenceExceeds(db->waiting_since, now, POOL_LOG_WAIT_MS))
+		{
+			ereport(LOG,
+					(errmsg("job_queue database %u has waited %d seconds for an executor",
+							db->dboid, POOL_LOG_WAIT_MS / 1000),
+					 errdetail("%s", short_of_workers ?
+							   "The server has no background worker slot free." :
+							   "Every executor slot (jq.max_executors) is in use."),
+					 errhint("Databases take turns; see the sizing rule in the job_queue README.")));
+			db->waiting_logged = true;
+		}
+		if (jq_shared->preempted_at == 0)
+		{
+			long		retry_ms;
+
+			if (pool_make_room(db, kind, &retry_ms))
+				jq_shared->preempted_at = now;
+			else if (retry_ms >= 0 && retry_ms < POOL_RETRY_MS)
+				timeout_ms = retry_ms;
+		}
+		/* executors that go idle meanwhile can make room: look again */
+		if (timeout_ms < 0)
+			timeout_ms = POOL_RETRY_MS;
+		break;
+	}
+	/* no scheduler starts during a shortage, not even for its timer */
+	if (jq_shared->shortage_since != 0 && (timeout_ms < 0 || timeout_ms > POOL_RETRY_MS))
+		timeout_ms = POOL_RETRY_MS;
+	LWLockRelease(jq_shared->lock);
+	return timeout_ms;
+}
+
+/* One row of jq_executor_pool(). */
+typedef struct PoolRow
+{
+	Oid			dboid;
+	int			counts[JQ_NUM_KINDS][2];	/* running, idle */
+	int			wanted;
+	TimestampTz waiting_since;
+} PoolRow;
+
+PG_FUNCTION_INFO_V1(jq_executor_pool);
+
+/*
+ * jq_executor_pool(): per database with the extension, its executors by
+ * kind and state, the executors it asks for, and since when.  Members of
+ * jq_admin see every database, other roles their own.  The rows are read
+ * at the first call, under the lock at once.
+ */
+Datum
+jq_executor_pool(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	PoolRow    *rows;
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		Oid			admin = get_role_oid(JQ_ADMIN_ROLE, true);
+		bool		all = superuser() ||
+			(OidIsValid(admin) && has_privs_of_role(GetUserId(), admin));
+		MemoryContext old;
+		TupleDesc	tupdesc;
+		int			n = 0;
+
+		funcctx = SRF_FIRSTCALL_INIT();
+		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		funcctx->tuple_desc = BlessTupleDesc(tupdesc);
+		rows = palloc0(sizeof(PoolRow) * JQ_MAX_DATABASES);
+		funcctx->user_fctx = rows;
+
+		if (jq_shared != NULL)
+		{
+			LWLockAcquire(jq_shared->lock, LW_SHARED);
+			for (int i = 0; i < JQ_MAX_DATABASES; i++)
+			{
+				JqDatabase *db = &jq_shared->databases[i];
+				PoolRow    *row = &rows[n];
+
+				if (db->dboid == InvalidOid || db->state != JQ_DB_ACTIVE ||
+					(!all && db->dboid != MyDatabaseId))
+					continue;
+				row->dboid = db->dboid;
+				for (int j = 0; j < jq_max_executors; j++)
+				{
+					JqExecutor *e = &jq_shared->executors[j];
+
+					if (e->dboid == db->dboid)
+						row->counts[e->kind][e->idle ? 1 : 0]++;
+				}
+				row->wanted = (int) db->want[JQ_KIND_SQL] + (int) db->want[JQ_KIND_SHELL];
+				row->waiting_since = db->waiting_since;
+				n++;
+			}
+			LWLockRelease(jq_shared->lock);
+		}
+		funcctx->max_calls = n;
+		MemoryContextSwitchTo(old);
+	}
+
+	funcctx = SRF_PERCALL_SETUP();
+	rows = funcctx->user_fctx;
+	if (funcctx->call_cntr < funcctx->max_calls)
+	{
+		PoolRow    *row = &rows[funcctx->call_cntr];
+		Datum		values[7];
+		bool		nulls[7] = {0};
+
+		values[0] = ObjectIdGetDatum(row->dboid);
+		values[1] = Int32GetDatum(row->counts[JQ_KIND_SQL][0]);
+		values[2] = Int32GetDatum(row->counts[JQ_KIND_SQL][1]);
+		values[3] = Int32GetDatum(row->counts[JQ_KIND_SHELL][0]);
+		values[4] = Int32GetDatum(row->counts[JQ_KIND_SHELL][1]);
+		values[5] = Int32GetDatum(row->wanted);
+		values[6] = TimestampTzGetDatum(row->waiting_since);
+		nulls[6] = row->waiting_since == 0;
+		SRF_RETURN_NEXT(funcctx,
+						HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc, values, nulls)));
+	}
+	SRF_RETURN_DONE(funcctx);
+}
