@@ -42,6 +42,8 @@ SELECT jq_fail(:j3, 'remote error');
 SELECT state IN ('retrying', 'ready') AS will_retry, attempts, last_error, lease_owner
 FROM jq_jobs WHERE id = :j3;
 SELECT jq_fail(:j3, 'not held any more');
+-- out of the way of the next claim, whenever its retry comes due
+SELECT jq_cancel(:j3);
 
 -- fail without retry ends the job at once
 SELECT id = :j1 AS is_j1 FROM jq_dequeue('ext', 1);
