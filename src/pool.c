@@ -366,6 +366,21 @@ jq_pool_hand_out(void)
 			timeout_ms = POOL_RETRY_MS;
 		break;
 	}
+	/*
+	 * A scheduler that must start for its timer, or to look for jobs, needs
+	 * a worker slot too: during a shortage, the database takes its turn.
+	 */
+	for (int i = 0; jq_shared->shortage_since != 0 && jq_shared->preempted_at == 0 &&
+		 i < JQ_MAX_DATABASES; i++)
+	{
+		JqDatabase *due = &jq_shared->databases[i];
+		long		retry_ms;
+
+		if (due->dboid != InvalidOid && due->state == JQ_DB_ACTIVE && !due->blocked &&
+			due->scheduler_latch == NULL && (due->probe || due->next_wakeup <= now) &&
+			pool_make_room(due, JQ_KIND_SQL, &retry_ms))
+			jq_shared->preempted_at = now;
+	}
 	/* no scheduler starts during a shortage, not even for its timer */
 	if (jq_shared->shortage_since != 0 && (timeout_ms < 0 || timeout_ms > POOL_RETRY_MS))
 		timeout_ms = POOL_RETRY_MS;

@@ -181,7 +181,8 @@ EOF
 "$BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/server.log" -w start >/dev/null
 qpg -c "CREATE DATABASE bench" -c "CREATE EXTENSION pg_stat_statements"
 q -c "CREATE EXTENSION job_queue" -c "CREATE EXTENSION pgstattuple"
-wait_for "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+# executors start for jobs: wait until the scheduler has found the extension
+wait_for "SELECT count(*) > 0 FROM jq_executors"
 
 echo "job_queue benchmark"
 echo
@@ -383,6 +384,34 @@ row "enqueue statement began -> job ran, p50" "$c50"
 row "                                    p99" "$c99"
 
 ###########################################################################
+# lateness of delayed jobs
+###########################################################################
+
+# One transaction enqueues jobs due at random instants of the 10 s that
+# start 1 s later (so that none is due before it commits); the scheduler's
+# timer has to start each on time.  Lateness: the job started - its run_at.
+q -c "SELECT count(jq_enqueue('SELECT 1', queue => 'lateness',
+								run_at => clock_timestamp() + interval '1 second'
+										  + random() * interval '10 seconds'))
+	  FROM generate_series(1, $LATENESS_JOBS)" >/dev/null
+# quiet while they come due: a psql connection every 50 ms would compete
+# with the scheduler and the executors for the CPUs
+sleep 11.5
+wait_for "SELECT count(*) = $LATENESS_JOBS FROM jq.job_history WHERE queue = 'lateness'" 60
+IFS='|' read -r l50 l99 lmax lneg <<<"$(q -c "
+	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(mx, 'FM9990.00'), neg
+	FROM (SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY d) AS p,
+				 max(d) AS mx, count(*) FILTER (WHERE d < 0) AS neg
+		  FROM (SELECT extract(epoch FROM h.started_at - h.run_at) * 1000 AS d
+				FROM jq.job_history h WHERE h.queue = 'lateness') s) a")"
+
+section "Lateness, $LATENESS_JOBS jobs due at random in 10 s" "ms"
+row "job started - run_at, p50" "$l50"
+row "                      p99" "$l99"
+row "                      max" "$lmax"
+row "  jobs started before their run_at" "$lneg"
+
+###########################################################################
 # cold start: pickup once the database's workers have left
 ###########################################################################
 
@@ -412,34 +441,6 @@ section "Cold start, $COLD_JOBS jobs each enqueued once no worker of the databas
 row "COMMIT returned -> job ran, p50" "$k50"
 row "                            p95" "$k95"
 row "                            max" "$kmax"
-
-###########################################################################
-# lateness of delayed jobs
-###########################################################################
-
-# One transaction enqueues jobs due at random instants of the 10 s that
-# start 1 s later (so that none is due before it commits); the scheduler's
-# timer has to start each on time.  Lateness: the job started - its run_at.
-q -c "SELECT count(jq_enqueue('SELECT 1', queue => 'lateness',
-								run_at => clock_timestamp() + interval '1 second'
-										  + random() * interval '10 seconds'))
-	  FROM generate_series(1, $LATENESS_JOBS)" >/dev/null
-# quiet while they come due: a psql connection every 50 ms would compete
-# with the scheduler and the executors for the CPUs
-sleep 11.5
-wait_for "SELECT count(*) = $LATENESS_JOBS FROM jq.job_history WHERE queue = 'lateness'" 60
-IFS='|' read -r l50 l99 lmax lneg <<<"$(q -c "
-	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(mx, 'FM9990.00'), neg
-	FROM (SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY d) AS p,
-				 max(d) AS mx, count(*) FILTER (WHERE d < 0) AS neg
-		  FROM (SELECT extract(epoch FROM h.started_at - h.run_at) * 1000 AS d
-				FROM jq.job_history h WHERE h.queue = 'lateness') s) a")"
-
-section "Lateness, $LATENESS_JOBS jobs due at random in 10 s" "ms"
-row "job started - run_at, p50" "$l50"
-row "                      p99" "$l99"
-row "                      max" "$lmax"
-row "  jobs started before their run_at" "$lneg"
 
 ###########################################################################
 # statements while idle
