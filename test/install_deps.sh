@@ -11,7 +11,6 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 pkgs="postgresql-15 postgresql-server-dev-15 postgresql-contrib build-essential libipc-run-perl python3-prometheus-client"
 pkgs="$pkgs libmicrohttpd-dev chromium python3-psycopg"
 pkgs="$pkgs pgbouncer patroni python3-etcd etcd-server"
-command -v npm >/dev/null || pkgs="$pkgs nodejs npm"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -24,7 +23,8 @@ if [ -n "$missing" ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends $missing
 fi
-(cd "$(dirname "$0")/../node" && npm install --no-audit --no-fund --loglevel=error)
+# the Node.js worker's packages, as package-lock.json pins them
+(cd "$src/node" && npm ci --no-audit --no-fund --loglevel=error)
 # Debian's own cluster is not needed: job_queue's scripts start their own
 command -v pg_config >/dev/null || { echo "pg_config not found" >&2; exit 1; }
 # the browser test's Node.js packages, as package-lock.json pins them
