@@ -51,7 +51,7 @@ SELECT jq_fail(:j1, 'fatal', retry => false);
 SELECT state, attempts, max_attempts, last_error FROM jq_jobs WHERE id = :j1;
 
 -- cancelling a job an external worker holds: the worker's outcome is refused
-SELECT id = :j4 AS is_j4 FROM jq_dequeue(NULL, 10) WHERE queue = 'other';
+SELECT id = :j4 AS is_j4 FROM jq_dequeue(NULL, 10, queues => ARRAY['other']);
 SELECT jq_cancel(:j4);
 SELECT jq_complete(:j4, '{"late": true}');
 SELECT state, result FROM jq_jobs WHERE id = :j4;
