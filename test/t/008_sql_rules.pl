@@ -18,7 +18,7 @@ my %spi_allowed = ('src/internal_sql.c' => 1, 'src/job_run.c' => 1);
 # SQL keywords that may be followed by a parenthesis
 my %keyword = map { $_ => 1 }
   qw(ALL AND ANY ARRAY AS CAST COALESCE EXISTS EXTRACT FILTER FROM GREATEST IN
-  LEAST NOT NULLIF ON OPERATOR OR OVER ROWS VALUES WHERE);
+  JOIN LATERAL LEAST NOT NULLIF ON OPERATOR OR OVER ROWS USING VALUES WHERE);
 
 my @sources = glob('src/*.c');
 ok(@sources > 10, 'the C sources are found');

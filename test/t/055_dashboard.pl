@@ -167,8 +167,8 @@ is_deeply([ map { $_->{id} } @{ $detail->{group_jobs} } ], [ sort { $a <=> $b } 
 	"and the group's jobs");
 is(get('/api/job?id=1;drop')->{status}, 400, 'a job id must be digits');
 $r = post("/api/retry?id=$bobs", 'X-CSRF-Token' => $token);
-is($r->{status}, 403, "alice cannot retry bob's job");
-like($r->{content}, qr/permission denied for job $bobs/, "with jq_retry's message");
+is($r->{status}, 404, "alice cannot retry bob's job: for her it does not exist");
+like($r->{content}, qr/job $bobs does not exist/, "with jq_retry's message");
 is($node->safe_psql('postgres', "SELECT state FROM jq_jobs WHERE id = $bobs"),
 	'failed', "bob's job is still failed");
 
