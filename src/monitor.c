@@ -48,11 +48,11 @@ jq_monitor_shmem_startup(void)
 }
 
 /*
- * Called from _PG_init while shared_preload_libraries is processed, before
- * shared memory is requested.
+ * Called from _PG_init first: the settings must be defined before the jq
+ * prefix is reserved (jq_guc_init), which would drop their values.
  */
 void
-jq_monitor_init(void)
+jq_monitor_guc_init(void)
 {
 	DefineCustomIntVariable("jq.monitor_max_queues",
 							gettext_noop("Combinations of database, role and queue whose statistics are kept."),
@@ -68,7 +68,15 @@ jq_monitor_init(void)
 							1024, 16, 1000000,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
+}
 
+/*
+ * Called from _PG_init while shared_preload_libraries is processed, before
+ * shared memory is requested.
+ */
+void
+jq_monitor_init(void)
+{
 	jq_stats_xact_init();
 }
 
