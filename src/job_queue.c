@@ -26,6 +26,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	jq_monitor_guc_init();
 	jq_guc_init(process_shared_preload_libraries_in_progress);
 
 	if (!process_shared_preload_libraries_in_progress)

@@ -48,12 +48,15 @@ jq_monitor_shmem_startup(void)
 }
 
 /*
- * Called from _PG_init while shared_preload_libraries is processed, before
- * shared memory is requested.
+ * Called from _PG_init first: the settings must be defined before the jq
+ * prefix is reserved (jq_guc_init), which would drop their values.  They
+ * size shared memory, so they exist only when the library is preloaded.
  */
 void
-jq_monitor_init(void)
+jq_monitor_guc_init(void)
 {
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("jq.monitor_max_queues",
 							gettext_noop("Combinations of database, role and queue whose statistics are kept."),
 							NULL,
@@ -68,6 +71,14 @@ jq_monitor_init(void)
 							1024, 16, 1000000,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
+}
 
+/*
+ * Called from _PG_init while shared_preload_libraries is processed, before
+ * shared memory is requested.
+ */
+void
+jq_monitor_init(void)
+{
 	jq_stats_xact_init();
 }

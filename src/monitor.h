@@ -90,6 +90,7 @@ typedef struct JqQueueStats
 } JqQueueStats;
 
 /* monitor.c */
+extern void jq_monitor_guc_init(void);
 extern void jq_monitor_init(void);
 extern void jq_monitor_shmem_request(void);
 extern void jq_monitor_shmem_startup(void);
@@ -100,6 +101,7 @@ extern void jq_stats_shmem_init(void);
 extern void jq_stats_xact_init(void);
 extern int	jq_stats_collect(Oid owner, JqQueueStats **rows);
 extern void jq_stats_recount(void);
+extern int64 jq_stats_dropped(void);
 
 /* stats_report.c */
 extern double jq_counts_quantile(const JqCounts *c, JqHist h, double q);

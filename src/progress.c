@@ -301,12 +301,12 @@ progress_store(int64 job_id, Oid owner, int32 attempt, bool has_fraction, double
 	key.job_id = job_id;
 
 	LWLockAcquire(progress_shared->lock, LW_EXCLUSIVE);
-	e = hash_search(progress_hash, &key, HASH_ENTER_NULL, NULL);
-	if (e == NULL)
-	{
+	e = hash_search(progress_hash, &key, HASH_FIND, NULL);
+	/* a shared hash table would take more than the memory it was sized for */
+	if (e == NULL && hash_get_num_entries(progress_hash) >= jq_monitor_max_progress)
 		progress_evict_oldest();
+	if (e == NULL)
 		e = hash_search(progress_hash, &key, HASH_ENTER_NULL, NULL);
-	}
 	if (e != NULL)
 	{
 		e->owner = owner;

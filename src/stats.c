@@ -443,6 +443,25 @@ stats_counts_empty(const JqCounts *c)
 	return true;
 }
 
+/*
+ * The shared entry of a key, made (zeroed) if there is room: a shared hash
+ * table would take more than the memory it was sized for.  NULL when
+ * jq.monitor_max_queues entries are taken.  Caller holds the lock
+ * exclusively.
+ */
+static StatsEntry *
+stats_entry(const StatsKey *key)
+{
+	StatsEntry *e = hash_search(stats_hash, key, HASH_FIND, NULL);
+
+	if (e == NULL && hash_get_num_entries(stats_hash) < jq_monitor_max_queues &&
+		(e = hash_search(stats_hash, key, HASH_ENTER_NULL, NULL)) != NULL)
+		memset(((char *) e) + sizeof(StatsKey), 0, sizeof(StatsEntry) - sizeof(StatsKey));
+	if (e == NULL)
+		stats_shared->dropped++;
+	return e;
+}
+
 /* Zero the counts of jobs of the current database.  Caller holds the lock. */
 static void
 stats_zero_gauges(void)
@@ -479,20 +498,13 @@ stats_apply(void)
 	{
 		StatsKey	key;
 		StatsEntry *e;
-		bool		found;
 
 		memset(&key, 0, sizeof(key));
 		key.dboid = MyDatabaseId;
 		key.owner = d->key.owner;
 		memcpy(key.queue, d->key.queue, sizeof(key.queue));
-		e = hash_search(stats_hash, &key, HASH_ENTER_NULL, &found);
-		if (e == NULL)
-		{
-			stats_shared->dropped++;
+		if ((e = stats_entry(&key)) == NULL)
 			continue;
-		}
-		if (!found)
-			memset(((char *) e) + sizeof(StatsKey), 0, sizeof(StatsEntry) - sizeof(StatsKey));
 		for (int g = 0; g < JQ_NUM_GAUGES; g++)
 			e->gauges[g] += d->gauges[g];
 		if (stats_counts_empty(&d->counts))
@@ -849,6 +861,20 @@ jq_stats_collect(Oid owner, JqQueueStats **result)
 	return nrows + 1;
 }
 
+/* Commits whose figures found no free entry, since the server started. */
+int64
+jq_stats_dropped(void)
+{
+	int64		dropped;
+
+	if (stats_shared == NULL)
+		return 0;
+	LWLockAcquire(stats_shared->lock, LW_SHARED);
+	dropped = stats_shared->dropped;
+	LWLockRelease(stats_shared->lock);
+	return dropped;
+}
+
 /* the active jobs by owner, queue and gauge, as stats_gauge_of counts them */
 static const char *const stats_recount_sql =
 "SELECT j.owner, j.queue, "
@@ -901,22 +927,14 @@ jq_stats_recount(void)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			StatsKey	key;
 			bool		isnull;
-			bool		found;
 			char	   *queue = SPI_getvalue(tup, desc, 2);
 
 			memset(&key, 0, sizeof(key));
 			key.dboid = MyDatabaseId;
 			key.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 			strlcpy(key.queue, queue, sizeof(key.queue));
-			e = hash_search(stats_hash, &key, HASH_ENTER_NULL, &found);
-			if (e == NULL)
-			{
-				stats_shared->dropped++;
+			if ((e = stats_entry(&key)) == NULL)
 				continue;
-			}
-			if (!found)
-				memset(((char *) e) + sizeof(StatsKey), 0,
-					   sizeof(StatsEntry) - sizeof(StatsKey));
 			e->gauges[DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull))] +=
 				DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 		}

@@ -455,5 +455,8 @@ jq_metrics(PG_FUNCTION_ARGS)
 					 "Time from when a job was due to when an attempt of it started.");
 	report_histogram(&buf, rows, n, db, JQ_HIST_RUN, "jq_job_run_seconds",
 					 "Time an attempt ran, from its start to its outcome.");
+	report_family(&buf, "jq_monitor_dropped_total", "counter",
+				  "Figures of commits not counted: jq.monitor_max_queues was reached.");
+	appendStringInfo(&buf, "jq_monitor_dropped_total " INT64_FORMAT "\n", jq_stats_dropped());
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

@@ -5,7 +5,7 @@
  * eighth of jq.history_retention long (whole seconds, at least one), and is
  * named job_history_p<from>_<to> after its bounds in seconds since 1970.
  * The scheduler's tick (jq._tick) keeps partitions made up to two widths
- * (at least 10 seconds) ahead, and detaches and drops a partition whole
+ * (at least a minute) ahead, and detaches and drops a partition whole
  * once all of it is older than the retention, so that pruning costs the
  * same at any rate of jobs and leaves no dead rows behind.  A job that
  * finishes when no partition covers it (no scheduler ran for a while) goes
@@ -25,13 +25,13 @@ AS $$
 	SELECT make_interval(secs => greatest(ceil(extract(epoch FROM p_retention) / 8), 1))
 $$;
 
--- how far ahead of now partitions are made: two widths, at least 10 seconds
+-- how far ahead of now partitions are made: two widths, at least a minute
 CREATE FUNCTION jq._history_ahead(p_retention interval)
 RETURNS interval
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT greatest(2 * jq._history_width(p_retention), interval '10 seconds')
+	SELECT greatest(2 * jq._history_width(p_retention), interval '1 minute')
 $$;
 
 -- the partitions of jq.job_history and their bounds, oldest first
@@ -88,9 +88,17 @@ DECLARE
 	deleted bigint;
 	drop_it boolean;
 BEGIN
-	-- partitions up to jq._history_ahead from now
+	/*
+	 * Partitions up to jq._history_ahead from now.  When none covers now
+	 * (the first ones, or after the scheduler stopped), the first starts 10
+	 * seconds from now: a job finishing meanwhile may already be on its way
+	 * to the default partition, whose range the attach must not take that
+	 * job's finish time from.
+	 */
 	SELECT extract(epoch FROM max(p.upper))::bigint INTO lo FROM jq._history_partitions() p;
-	lo := greatest(lo, now_s / width_s * width_s);
+	IF lo IS NULL OR lo <= now_s THEN
+		lo := now_s + 10;
+	END IF;
 	BEGIN
 		WHILE lo < now_s + ahead_s LOOP
 			-- rows the default partition got for this stretch stay there

@@ -17,6 +17,7 @@ my $node = job_queue_node('monitoring', conf => q{
 jq.retry_backoff_base = 50ms
 jq.retry_backoff_cap = 200ms
 jq.history_retention = 16s
+jq.monitor_max_queues = 16
 });
 $node->safe_psql('postgres', q{
 CREATE EXTENSION job_queue;
@@ -203,6 +204,17 @@ is( $node->safe_psql('postgres', qq{
 SELECT (jq_wait($next, '60s')).state;
 SELECT tableoid::regclass::text <> 'jq.job_history_default' FROM jq.job_history WHERE id = $next}),
 	"succeeded\nt", 'while the next jobs to finish find their partition made ahead');
+
+# ---------------------------------------------------------------------
+# beyond jq.monitor_max_queues, figures are left out, and jq_metrics says so
+$node->safe_psql('postgres', q{
+SELECT jq_enqueue('SELECT 1', queue => 'many' || i, run_at => now() + interval '1 hour')
+FROM generate_series(1, 20) i});
+my ($listed, $dropped) = split /\|/, $node->safe_psql('postgres', q{
+SELECT (SELECT count(*) FROM jq_stats WHERE queue LIKE 'many%'),
+	   (SELECT substring(jq_metrics() FROM '\njq_monitor_dropped_total (\d+)'))::int});
+cmp_ok($listed, '<', 20, "with 16 entries, $listed of 20 new queues are counted");
+cmp_ok($dropped, '>', 0, "and jq_monitor_dropped_total counts the commits left out ($dropped)");
 
 $node->stop;
 done_testing();
