@@ -13,12 +13,17 @@ OBJS = \
 	src/queue_settings.o \
 	src/run_sql.o \
 	src/launcher.o \
+	src/monitor.o \
 	src/outcome.o \
+	src/progress.o \
 	src/scheduler.o \
 	src/shell_job.o \
 	src/shell_run.o \
 	src/shmem.o \
+	src/stats.o \
+	src/stats_report.o \
 	src/utility.o \
+	src/wait.o \
 	src/wakeup.o
 
 # the install script is built from the parts in sql/install, in name order;
@@ -50,7 +55,7 @@ sql/$(EXTENSION)--1.0.sql: $(INSTALL_PARTS)
 	cat $^ > $@
 
 # every object depends on the shared header
-$(OBJS): src/job_queue.h src/shell_run.h
+$(OBJS): src/job_queue.h src/shell_run.h src/monitor.h
 
 # the TAP tests' shared module
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
@@ -60,16 +65,22 @@ PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 demo:
 	test/demo.sh
 
-# figures for the README's performance table: the server, then jq_worker
+# figures for the README's performance table: the server, jq_worker, then monitoring
 bench:
 	test/bench/bench.sh
 	test/bench/worker.sh
+	test/bench/monitor.sh
 
-# jq_worker, the external worker program, is built and installed with the extension
-all: worker-all
-install: worker-install
-uninstall: worker-uninstall
-clean: worker-clean
-.PHONY: worker-all worker-install worker-uninstall worker-clean
-worker-all worker-install worker-uninstall worker-clean: worker-%:
-	$(MAKE) -C worker $* PG_CONFIG='$(PG_CONFIG)'
+# the programs built and installed with the extension: jq_worker, the
+# external worker, and jq_dashboard, the web dashboard; goal dir-target runs
+# make target in dir
+PROGRAM_DIRS = worker dashboard
+PROGRAM_TARGETS = all install uninstall clean
+PROGRAM_GOALS = $(foreach t,$(PROGRAM_TARGETS),$(addsuffix -$(t),$(PROGRAM_DIRS)))
+all: $(addsuffix -all,$(PROGRAM_DIRS))
+install: $(addsuffix -install,$(PROGRAM_DIRS))
+uninstall: $(addsuffix -uninstall,$(PROGRAM_DIRS))
+clean: $(addsuffix -clean,$(PROGRAM_DIRS))
+.PHONY: $(PROGRAM_GOALS)
+$(PROGRAM_GOALS):
+	$(MAKE) -C $(firstword $(subst -, ,$@)) $(lastword $(subst -, ,$@)) PG_CONFIG='$(PG_CONFIG)'

@@ -161,7 +161,8 @@ exe_leave(void)
 "		OPERATOR(pg_catalog.||) ARRAY['JQ_JOB_ID=' OPERATOR(pg_catalog.||) c.id, " \
 "			'JQ_ATTEMPT=' OPERATOR(pg_catalog.||) c.attempts, " \
 "			'JQ_MAX_ATTEMPTS=' OPERATOR(pg_catalog.||) c.max_attempts, " \
-"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue] " \
+"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue, " \
+"			'JQ_PROGRESS_FILE=' OPERATOR(pg_catalog.||) jq._progress_file(c.id)] " \
 "		OPERATOR(pg_catalog.||) ARRAY(SELECT 'JQ_PAYLOAD=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text " \
 "									  WHERE c.payload IS NOT NULL) " \
 "	END, " \
@@ -379,8 +380,10 @@ exe_run_batch(JqJob *jobs, int n)
 	{
 		JqJob	   *job = &jobs[i];
 
+		/* commit at least every batch_time, and after a job that changed the transaction */
 		if (i > first_open &&
-			TimestampDifferenceExceeds(xact_start, GetCurrentTimestamp(), jq_batch_time_ms))
+			(jobs[i - 1].changed_transaction ||
+			 TimestampDifferenceExceeds(xact_start, GetCurrentTimestamp(), jq_batch_time_ms)))
 		{
 			jq_finish_jobs(jobs + first_open, i - first_open, JQ_KIND_BIT(exe_slot->kind));
 			CommitTransactionCommand();

@@ -10,6 +10,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "job_queue.h"
@@ -39,17 +41,33 @@ static const struct config_enum_entry jq_notify_options[] = {
 };
 
 /*
- * Settings of the workers' own sessions, whatever the configuration says:
- * internal SQL resolves names in pg_catalog only, and runs in read-write
- * READ COMMITTED transactions, which its row locking is written for.
+ * Settings of the workers' own sessions, whatever the configuration or a
+ * database owner's ALTER DATABASE ... SET says: internal SQL resolves names
+ * in pg_catalog only, runs as the role the worker started as, in read-write READ
+ * COMMITTED transactions, which its row locking is written for, and is not
+ * cut short by timeouts meant for users' sessions (jobs have their own).
  */
 void
 jq_worker_settings(void)
 {
+	static const char *const pinned[][2] = {
+		{"role", "none"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_read_only", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+	};
+
+	/* the role settings are checked against the catalogs */
+	StartTransactionCommand();
+	SetConfigOption("session_authorization",
+					GetUserNameFromId(GetAuthenticatedUserId(), false),
+					PGC_SUSET, PGC_S_SESSION);
 	jq_pin_search_path(PGC_S_SESSION, GUC_ACTION_SET);
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("default_transaction_read_only", "off", PGC_USERSET, PGC_S_SESSION);
+	for (size_t i = 0; i < lengthof(pinned); i++)
+		SetConfigOption(pinned[i][0], pinned[i][1], PGC_USERSET, PGC_S_SESSION);
+	CommitTransactionCommand();
 }
 
 void
@@ -99,7 +117,7 @@ jq_guc_init(bool preloading)
 
 	DefineCustomIntVariable("jq.shell_kill_grace",
 							gettext_noop("Time a stopped shell job gets between SIGTERM and SIGKILL."),
-							NULL,
+							gettext_noop("A SQL job that goes on after its timeout cancelled it is stopped for good, with its executor, after this time."),
 							&jq_shell_kill_grace_ms,
 							5000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,

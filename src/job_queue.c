@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 
 #include "job_queue.h"
+#include "monitor.h"
 
 PG_MODULE_MAGIC;
 
@@ -31,6 +32,7 @@ _PG_init(void)
 		return;
 
 	jq_preloaded = true;
+	jq_monitor_init();
 	jq_shmem_init();
 	jq_wakeup_init();
 	jq_utility_init();

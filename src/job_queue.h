@@ -191,12 +191,14 @@ typedef struct JqJob
 	char	   *error;			/* error message, or NULL */
 	char	   *error_code;		/* its SQLSTATE */
 	bool		timed_out;
+	bool		changed_transaction;	/* ran SET CONSTRAINTS: commit before the next job */
 	TimestampTz started;
 	TimestampTz finished;
 } JqJob;
 
 extern void jq_job_run_init(void);
 extern void jq_run_job(JqJob *job, volatile JqExecutor *slot);
+extern void jq_job_changed_transaction(void);
 
 /* outcome.c: the outcomes of jobs run in the server, recorded */
 extern void jq_finish_jobs(const JqJob *jobs, int n, int wake_kinds);

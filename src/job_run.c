@@ -44,14 +44,47 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "job_queue.h"
 
 /* rows of a job's last statement kept as its result */
 #define JQ_RESULT_MAX_ROWS 100
 
+/*
+ * A job's timer cancels its statement when its timeout is reached; a job
+ * that traps the cancellation (EXCEPTION WHEN query_canceled) and goes on
+ * is stopped for good jq.shell_kill_grace later: the process exits, its
+ * transaction rolls back, and the job is charged the attempt, as when a
+ * job terminates its executor.
+ */
 static TimeoutId job_timeout_id;
-static bool job_timeout_registered = false;
+static TimeoutId job_kill_id;
+static bool job_timers_registered = false;
 static volatile sig_atomic_t job_timed_out = false;
+
+/*
+ * Likewise, a job that traps the cancellation jq_cancel asked for is
+ * stopped for good about jq.shell_kill_grace later: while a job runs in an
+ * executor, a watchdog looks at the executor's cancel requests every second
+ * (PostgreSQL 15 and later).
+ */
+#define JOB_WATCHDOG_MS 1000
+#ifdef JQ_HAVE_PERIODIC_TIMEOUT
+static TimeoutId job_watchdog_id;
+#endif
+static volatile JqExecutor *job_watched_slot = NULL;
+static int64 job_watched_id = 0;
+static volatile sig_atomic_t job_cancel_ticks = 0;
+
+/*
+ * Whether a job is running now, and whether it changed what the rest of
+ * its transaction does in a way that no subtransaction undoes (SET
+ * CONSTRAINTS): the next job, which may be another role's, must not run
+ * in that transaction.
+ */
+static bool job_in_progress = false;
+static bool job_xact_changed = false;
+static bool job_xact_callback_registered = false;
 
 /*
  * The search_path jobs get: in an executor, the database's, captured before
@@ -67,6 +100,95 @@ job_timeout_handler(void)
 	QueryCancelPending = true;
 	InterruptPending = true;
 	SetLatch(MyLatch);
+}
+
+static void
+job_kill_handler(void)
+{
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+#ifdef JQ_HAVE_PERIODIC_TIMEOUT
+static void
+job_watchdog_handler(void)
+{
+	if (job_watched_slot == NULL || !jq_cancel_requested(job_watched_slot, job_watched_id))
+		return;
+	job_cancel_ticks++;
+	if (job_cancel_ticks * JOB_WATCHDOG_MS > jq_shell_kill_grace_ms)
+		job_kill_handler();
+}
+#endif
+
+/*
+ * Start the timers of a job: its timeout, if it has one, and in an
+ * executor (slot) the watchdog of cancel requests; job_stop_timers stops
+ * them.
+ */
+static void
+job_start_timers(const JqJob *job, volatile JqExecutor *slot)
+{
+	if (!job_timers_registered)
+	{
+		job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
+		job_kill_id = RegisterTimeout(USER_TIMEOUT, job_kill_handler);
+#ifdef JQ_HAVE_PERIODIC_TIMEOUT
+		job_watchdog_id = RegisterTimeout(USER_TIMEOUT, job_watchdog_handler);
+#endif
+		job_timers_registered = true;
+	}
+	if (job->timeout_ms > 0)
+	{
+		enable_timeout_after(job_timeout_id, (int) Min(job->timeout_ms, INT_MAX));
+		enable_timeout_after(job_kill_id,
+							 (int) Min(job->timeout_ms + jq_shell_kill_grace_ms, INT_MAX));
+	}
+#ifdef JQ_HAVE_PERIODIC_TIMEOUT
+	if (slot != NULL)
+	{
+		job_watched_slot = slot;
+		job_watched_id = job->id;
+		job_cancel_ticks = 0;
+		enable_timeout_every(job_watchdog_id,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), JOB_WATCHDOG_MS),
+							 JOB_WATCHDOG_MS);
+	}
+#endif
+}
+
+static void
+job_stop_timers(void)
+{
+	if (!job_timers_registered)
+		return;
+	disable_timeout(job_timeout_id, false);
+	disable_timeout(job_kill_id, false);
+#ifdef JQ_HAVE_PERIODIC_TIMEOUT
+	disable_timeout(job_watchdog_id, false);
+#endif
+	job_watched_slot = NULL;
+}
+
+static void
+job_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		job_xact_changed = false;
+}
+
+/*
+ * The utility hook saw a statement that changes the rest of the
+ * transaction (SET CONSTRAINTS); it matters only inside a job.
+ */
+void
+jq_job_changed_transaction(void)
+{
+	if (job_in_progress)
+		job_xact_changed = true;
 }
 
 /*
@@ -101,6 +223,7 @@ job_reset_session(void)
 	LockReleaseAll(USER_LOCKMETHOD, true);
 	AtEOXact_LargeObject(true);
 	Async_UnlistenAll();
+	jq_listen_stop_at_commit();
 
 	/* a seed the next job cannot know, whatever setseed() this one called */
 	if (!pg_strong_random(&seed, sizeof(seed)) || isnan(seed))
@@ -211,12 +334,18 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	int			saved_sec_context;
 	int			saved_holdoff = QueryCancelHoldoffCount;
 
-	/* the first job of this process registers the jobs' timer */
-	if (!job_timeout_registered)
+	if (job_xact_changed)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("a job run earlier in this transaction changed how the rest of it checks constraints"),
+				 errdetail("That job ran SET CONSTRAINTS, which no subtransaction undoes."),
+				 errhint("Commit the transaction before running the next job.")));
+	if (!job_xact_callback_registered)
 	{
-		job_timeout_id = RegisterTimeout(USER_TIMEOUT, job_timeout_handler);
-		job_timeout_registered = true;
+		RegisterXactCallback(job_xact_callback, NULL);
+		job_xact_callback_registered = true;
 	}
+	job->changed_transaction = false;
 	job->started = GetCurrentTimestamp();
 	job->result = NULL;
 	job->error = NULL;
@@ -239,12 +368,13 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 								 job_search_path ? job_search_path :
 								 GetConfigOptionResetString("search_path"),
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-		if (job->timeout_ms > 0)
-			enable_timeout_after(job_timeout_id, (int) Min(job->timeout_ms, INT_MAX));
+		job_start_timers(job, slot);
+		job_in_progress = true;
 
 		job->result = job_execute(job, slot, cxt);
 
-		disable_timeout(job_timeout_id, false);
+		job_in_progress = false;
+		job_stop_timers();
 		AtEOXact_GUC(false, nestlevel);
 		SetUserIdAndSecContext(saved_userid, saved_sec_context);
 		ReleaseCurrentSubTransaction();
@@ -254,7 +384,8 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	{
 		ErrorData  *edata;
 
-		disable_timeout(job_timeout_id, false);
+		job_in_progress = false;
+		job_stop_timers();
 		QueryCancelHoldoffCount = saved_holdoff;
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
@@ -291,4 +422,5 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	job->finished = GetCurrentTimestamp();
 
 	job_reset_session();
+	job->changed_transaction = job_xact_changed;
 }

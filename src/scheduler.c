@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "job_queue.h"
+#include "monitor.h"
 
 /* an executor is not started sooner than this after one failed or exited */
 #define SCHED_RETRY_START_MS 1000
@@ -417,6 +418,7 @@ jq_scheduler_main(Datum main_arg)
 	sched_attach(dboid);
 	sched_check_extension();
 	sched_adopt_leftovers();
+	jq_stats_recount();
 
 	for (;;)
 	{

@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "job_queue.h"
+#include "monitor.h"
 
 JqShared   *jq_shared = NULL;
 
@@ -45,6 +46,7 @@ shm_request(void)
 #endif
 	RequestAddinShmemSpace(shm_size());
 	RequestNamedLWLockTranche(JQ_LIBRARY_NAME, 1);
+	jq_monitor_shmem_request();
 }
 
 static void
@@ -62,6 +64,7 @@ shm_startup(void)
 		memset(jq_shared, 0, shm_size());
 		jq_shared->lock = &(GetNamedLWLockTranche(JQ_LIBRARY_NAME))->lock;
 	}
+	jq_monitor_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

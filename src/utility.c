@@ -2,8 +2,9 @@
  *
  * utility.c
  *	  ProcessUtility hook: keep job_queue workers out of the way of
- *	  commands on whole databases, tell them about DROP EXTENSION, and
- *	  stop counting a session as a listener when it stops listening.
+ *	  commands on whole databases, tell them about DROP EXTENSION, stop
+ *	  counting a session as a listener when it stops listening, and note
+ *	  a job's SET CONSTRAINTS, which outlives the job (job_run.c).
  *
  * DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE
  * DATABASE ... TEMPLATE fail while other sessions are connected to the
@@ -155,6 +156,8 @@ utility_hook(PlannedStmt *pstmt, const char *queryString,
 		jq_stop_database_workers(dboid, true);
 	if (utility_drops_extension(parsetree))
 		jq_wake_database_at_commit();
+	if (IsA(parsetree, ConstraintsSetStmt))
+		jq_job_changed_transaction();
 
 	PG_TRY();
 	{

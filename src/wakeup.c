@@ -52,6 +52,10 @@ static bool listening = false;
 static bool listener_exit_registered = false;
 static ListenChange listen_change = LISTEN_UNCHANGED;
 
+/* the subtransaction that made listen_change, and what it was before */
+static SubTransactionId listen_change_subid = InvalidSubTransactionId;
+static ListenChange listen_change_before = LISTEN_UNCHANGED;
+
 static void listener_apply(ListenChange change);
 
 static void
@@ -94,16 +98,45 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			wake_launcher_pending = false;
 			wake_all_pending = false;
 			listen_change = LISTEN_UNCHANGED;
+			listen_change_subid = InvalidSubTransactionId;
 			break;
 		default:
 			break;
 	}
 }
 
+/* A LISTEN or UNLISTEN rolled back with its subtransaction is undone here too. */
+static void
+wakeup_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (mySubid != listen_change_subid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		listen_change = listen_change_before;
+	if (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB)
+		listen_change_subid = parentSubid;
+}
+
+/* What this transaction does to the session's LISTEN, as of now. */
+static void
+listener_change(ListenChange change)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (subid != listen_change_subid)
+	{
+		listen_change_before = listen_change;
+		listen_change_subid = subid;
+	}
+	listen_change = change;
+}
+
 void
 jq_wakeup_init(void)
 {
 	RegisterXactCallback(wakeup_xact_callback, NULL);
+	RegisterSubXactCallback(wakeup_subxact_callback, NULL);
 }
 
 /* Jobs of the given kinds become runnable at run_at once this transaction commits. */
@@ -211,7 +244,7 @@ listener_apply(ListenChange change)
 void
 jq_listen_stop_at_commit(void)
 {
-	listen_change = LISTEN_STOP;
+	listener_change(LISTEN_STOP);
 }
 
 PG_FUNCTION_INFO_V1(jq_listen);
@@ -235,7 +268,7 @@ jq_listen(PG_FUNCTION_ARGS)
 	PreventCommandDuringRecovery("jq_listen()");
 	Async_Listen(JQ_NOTIFY_CHANNEL);
 	if (jq_shared != NULL)
-		listen_change = LISTEN_START;
+		listener_change(LISTEN_START);
 	PG_RETURN_VOID();
 }
 

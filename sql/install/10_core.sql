@@ -97,9 +97,12 @@ CREATE INDEX job_running_idx ON jq.job (lease_expires_at) WHERE state = 'running
 CREATE UNIQUE INDEX job_unique_key_idx ON jq.job (owner, unique_key) WHERE unique_key IS NOT NULL;
 CREATE INDEX job_group_idx ON jq.job (group_id) WHERE group_id IS NOT NULL;
 
-/* Finished jobs, kept for jq.history_retention. */
+/*
+ * Finished jobs, kept for jq.history_retention: partitioned by finish time,
+ * so that old jobs go by dropping whole partitions (sql/install/40_history.sql).
+ */
 CREATE TABLE jq.job_history (
-	id               bigint PRIMARY KEY,
+	id               bigint NOT NULL,
 	queue            text COLLATE "C" NOT NULL,
 	kind             text COLLATE "C" NOT NULL,
 	command          text,
@@ -124,9 +127,11 @@ CREATE TABLE jq.job_history (
 	unique_key       text,
 	depends_on       bigint[],
 	on_dependency_failure text,
-	group_id         bigint
-) WITH (autovacuum_vacuum_scale_factor = 0.05,
-		autovacuum_vacuum_cost_delay = 0);
+	group_id         bigint,
+	progress         jsonb,			-- the last progress it reported (jq_progress)
+	progress_at      timestamptz,
+	PRIMARY KEY (id, finished_at)
+) PARTITION BY RANGE (finished_at);
 CREATE INDEX job_history_finished_idx ON jq.job_history (finished_at);
 CREATE INDEX job_history_group_idx ON jq.job_history (group_id) WHERE group_id IS NOT NULL;
 
@@ -244,7 +249,8 @@ SELECT j.id, j.queue, j.kind, j.command, j.argv, j.env, j.working_dir, j.payload
 	   j.errors -> -1 ->> 'message' AS last_error,
 	   j.errors -> -1 ->> 'code' AS last_error_code,
 	   (j.errors -> -1 ->> 'timeout')::boolean AS last_error_timeout,
-	   j.errors, j.schedule_name, j.unique_key, j.depends_on, j.on_dependency_failure, j.group_id
+	   j.errors, j.schedule_name, j.unique_key, j.depends_on, j.on_dependency_failure, j.group_id,
+	   NULL::jsonb AS progress, NULL::timestamptz AS progress_at
 FROM jq.job j
 WHERE j.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
@@ -258,7 +264,8 @@ SELECT h.id, h.queue, h.kind, h.command, h.argv, h.env, h.working_dir, h.payload
 	   h.errors -> -1 ->> 'message' AS last_error,
 	   h.errors -> -1 ->> 'code' AS last_error_code,
 	   (h.errors -> -1 ->> 'timeout')::boolean AS last_error_timeout,
-	   h.errors, h.schedule_name, h.unique_key, h.depends_on, h.on_dependency_failure, h.group_id
+	   h.errors, h.schedule_name, h.unique_key, h.depends_on, h.on_dependency_failure, h.group_id,
+	   h.progress, h.progress_at
 FROM jq.job_history h
 WHERE h.owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
    OR (SELECT pg_catalog.pg_has_role('jq_admin', 'USAGE'));
@@ -1131,11 +1138,7 @@ BEGIN
 	fired_at := clock_timestamp();
 	PERFORM jq._fire_schedules(fired_at);
 
-	DELETE FROM jq.job_history h
-	WHERE h.id IN (SELECT h2.id FROM jq.job_history h2
-				   WHERE h2.finished_at < clock_timestamp() - retention
-				   ORDER BY h2.finished_at LIMIT 10000);
-	GET DIAGNOSTICS pruned = ROW_COUNT;
+	pruned := jq._prune_history(retention);
 
 	-- groups none of whose jobs are left
 	DELETE FROM jq.job_group g
@@ -1165,8 +1168,7 @@ BEGIN
 		   WHERE j.state = 'running' AND j.lease_expires_at IS NOT NULL
 		   ORDER BY j.lease_expires_at LIMIT 1)
 		  UNION ALL
-		  (SELECT h.finished_at + retention FROM jq.job_history h
-		   ORDER BY h.finished_at LIMIT 1)
+		  SELECT jq._history_next_event(retention)
 		  UNION ALL
 		  (SELECT s.next_run FROM jq.schedule s
 		   WHERE s.next_run > fired_at
@@ -1220,8 +1222,23 @@ AS $$
 DECLARE
 	held bigint[];
 	held_owners oid[];
+	hidden bigint;
 	dep record;
 BEGIN
+	-- another role's job is as absent as a missing one, and is not locked
+	SELECT u.id INTO hidden
+	FROM unnest(p_depends_on) AS u(id)
+	WHERE NOT p_is_admin
+	  AND NOT EXISTS (SELECT FROM jq.job j WHERE j.id = u.id AND j.owner = p_owner)
+	  AND NOT EXISTS (SELECT FROM jq.job_history h WHERE h.id = u.id AND h.owner = p_owner)
+	ORDER BY u.id
+	LIMIT 1;
+	IF hidden IS NOT NULL THEN
+		RAISE EXCEPTION 'job % in depends_on does not exist', hidden
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'A job can depend only on jobs of the role that enqueues it, enqueued before it; finished jobs are kept for jq.history_retention.';
+	END IF;
+
 	SELECT coalesce(array_agg(h.id), '{}'), array_agg(h.owner) INTO held, held_owners
 	FROM jq._hold_dependencies(p_depends_on) h;
 
@@ -1238,11 +1255,6 @@ BEGIN
 			RAISE EXCEPTION 'job % in depends_on does not exist', dep.id
 				USING ERRCODE = 'no_data_found',
 					  HINT = 'A job can depend only on jobs enqueued before it; finished jobs are kept for jq.history_retention.';
-		END IF;
-		IF dep.owner <> p_owner AND NOT p_is_admin THEN
-			RAISE EXCEPTION 'permission denied for job %', dep.id
-				USING ERRCODE = 'insufficient_privilege',
-					  HINT = 'A job can depend only on jobs of the role that enqueues it, unless that role is a member of jq_admin.';
 		END IF;
 		IF dep.state IN ('failed', 'cancelled') AND p_on_failure = 'cancel' THEN
 			RAISE EXCEPTION 'dependency % has %', dep.id,
@@ -1565,17 +1577,16 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 
-	SELECT * INTO j FROM jq.job WHERE id = p_id FOR UPDATE;
-	job_owner := coalesce(j.owner, (SELECT h.owner FROM jq.job_history h WHERE h.id = p_id));
+	-- another role's job is as absent as a missing one, and is not locked
+	SELECT * INTO j FROM jq.job WHERE id = p_id AND (owner = p_caller OR p_is_admin)
+	FOR UPDATE;
+	job_owner := coalesce(j.owner, (SELECT h.owner FROM jq.job_history h
+									WHERE h.id = p_id AND (h.owner = p_caller OR p_is_admin)));
 
 	IF job_owner IS NULL THEN
 		RAISE EXCEPTION 'job % does not exist', p_id
-			USING ERRCODE = 'no_data_found';
-	END IF;
-	IF job_owner <> p_caller AND NOT p_is_admin THEN
-		RAISE EXCEPTION 'permission denied for job %', p_id
-			USING ERRCODE = 'insufficient_privilege',
-				  HINT = 'Only the role that enqueued a job and members of jq_admin can manage it.';
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'A role sees only its own jobs, unless it is a member of jq_admin.';
 	END IF;
 	RETURN j;
 END

@@ -109,7 +109,7 @@ WHERE p.prosecdef;
 
 -- look-alike objects first in the search path reach none of the internal SQL:
 -- bob's "=" on text would make him superuser if it ran as anyone else
-SELECT jq_configure_queue('lookalike', default_priority => 3);
+SELECT jq_configure_queue('sec-lookalike', default_priority => 3);
 SET ROLE jq_bob;
 CREATE FUNCTION public.evil_texteq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
@@ -127,9 +127,9 @@ BEGIN
 	RETURN pg_catalog.now();
 END $$;
 SET search_path = public, pg_catalog;
-SELECT jq_enqueue('SELECT 1', queue => 'lookalike') AS lookalike_job \gset
-SELECT jq_enqueue($$SET search_path = public, pg_catalog; SELECT 1$$, queue => 'lookalike') AS job_sets_path \gset
-SELECT jq_enqueue('SELECT 2', queue => 'lookalike', run_at => now() + interval '1 day',
+SELECT jq_enqueue('SELECT 1', queue => 'sec-lookalike') AS lookalike_job \gset
+SELECT jq_enqueue($$SET search_path = public, pg_catalog; SELECT 1$$, queue => 'sec-lookalike') AS job_sets_path \gset
+SELECT jq_enqueue('SELECT 2', queue => 'sec-lookalike', run_at => now() + interval '1 day',
 				  unique_key => 'lookalike') AS lookalike_later \gset
 SELECT count(*) FROM jq_dequeue('nothing-here');
 SELECT jq_cancel(:lookalike_later);
@@ -170,14 +170,14 @@ RESET ROLE;
 
 -- an external worker runs a SQL job as its owner with jq_run_sql, whoever
 -- the worker is: here a superuser running alice's jobs
-SELECT jq_configure_queue('outside', external_only => true);
+SELECT jq_configure_queue('sec-outside', external_only => true);
 SET ROLE jq_alice;
-SELECT jq_enqueue('SELECT x FROM secret', queue => 'outside', max_attempts => 1) AS outside_secret,
-	   jq_enqueue('INSERT INTO alice_data VALUES (7) RETURNING x', queue => 'outside') AS outside_own
+SELECT jq_enqueue('SELECT x FROM secret', queue => 'sec-outside', max_attempts => 1) AS outside_secret,
+	   jq_enqueue('INSERT INTO alice_data VALUES (7) RETURNING x', queue => 'sec-outside') AS outside_own
 	   \gset
 RESET ROLE;
 BEGIN;
-SELECT id, attempt FROM jq_dequeue('outside', max_jobs => 10) ORDER BY id;
+SELECT id, attempt FROM jq_dequeue('sec-outside', max_jobs => 10) ORDER BY id;
 SELECT jq_run_sql(:outside_secret, 1) AS secret_run, jq_run_sql(:outside_own, 1) AS own_run;
 -- no longer held: NULL; a stale attempt: NULL
 SELECT jq_run_sql(:outside_own, 1) IS NULL AS finished_not_held;
@@ -186,20 +186,20 @@ SELECT id = :outside_secret AS is_secret, state, result, last_error, last_error_
 FROM jq_jobs WHERE id IN (:outside_secret, :outside_own) ORDER BY id;
 -- bob, not a worker, cannot run alice's jobs
 SET ROLE jq_alice;
-SELECT jq_enqueue('SELECT 1', queue => 'outside') AS outside_later \gset
+SELECT jq_enqueue('SELECT 1', queue => 'sec-outside') AS outside_later \gset
 RESET ROLE;
-SELECT count(*) FROM jq_dequeue('outside');
+SELECT count(*) FROM jq_dequeue('sec-outside');
 SET ROLE jq_bob;
 SELECT jq_run_sql(:outside_later, 1);
 RESET ROLE;
 -- a member of jq_worker may take and run every role's jobs, but not see them
 CREATE ROLE jq_runner IN ROLE jq_worker;
 SET ROLE jq_alice;
-SELECT jq_enqueue('SELECT current_user::text AS ran_as', queue => 'outside') AS by_runner \gset
+SELECT jq_enqueue('SELECT current_user::text AS ran_as', queue => 'sec-outside') AS by_runner \gset
 RESET ROLE;
 SET ROLE jq_runner;
 BEGIN;
-SELECT count(*) AS claimed FROM jq_dequeue('outside', max_jobs => 10);
+SELECT count(*) AS claimed FROM jq_dequeue('sec-outside', max_jobs => 10);
 SELECT jq_run_sql(:by_runner, 1) AS runner_run;
 COMMIT;
 SELECT count(*) AS runner_sees FROM jq_jobs;
@@ -207,17 +207,23 @@ SELECT jq_cancel(:outside_later);
 RESET ROLE;
 SELECT result FROM jq_jobs WHERE id = :by_runner;
 -- jq_run_sql runs SQL jobs only
-SELECT jq_configure_queue('outside-shell', external_only => true);
-SELECT jq_enqueue('true', kind => 'shell', queue => 'outside-shell') AS outside_shell \gset
-SELECT count(*) FROM jq_dequeue('outside-shell');
+SELECT jq_configure_queue('sec-outside-shell', external_only => true);
+SELECT jq_enqueue('true', kind => 'shell', queue => 'sec-outside-shell') AS outside_shell \gset
+SELECT count(*) FROM jq_dequeue('sec-outside-shell');
 SELECT jq_run_sql(:outside_shell, 1);
 
 -- a shell job whose owner lost the right to run programs is not handed out
 CREATE ROLE jq_operator IN ROLE pg_execute_server_program;
 SET ROLE jq_operator;
 SELECT jq_enqueue('touch /tmp/jq_revoked_should_not_exist', kind => 'shell',
-				  queue => 'outside-shell') AS revoked_shell \gset
+				  queue => 'sec-outside-shell') AS revoked_shell \gset
 RESET ROLE;
 REVOKE pg_execute_server_program FROM jq_operator;
-SELECT count(*) AS handed_out FROM jq_dequeue('outside-shell', max_jobs => 10);
+SELECT count(*) AS handed_out FROM jq_dequeue('sec-outside-shell', max_jobs => 10);
 SELECT state, last_error FROM jq_jobs WHERE id = :revoked_shell;
+
+-- leave nothing for the tests that follow
+SELECT count(jq_cancel(id)) >= 0 AS cancelled
+FROM jq_jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled');
+DELETE FROM jq.queue WHERE name LIKE 'sec-%';
+SELECT jq_unschedule('alice-private');

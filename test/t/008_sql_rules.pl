@@ -4,7 +4,8 @@
 # jobs themselves) hands SQL to SPI; the SQL strings of the C code call
 # functions by schema-qualified names; every SQL function of the extension
 # pins search_path, none is SECURITY DEFINER, and PUBLIC has no rights on
-# schema jq.
+# schema jq; the workers' sessions keep their own settings whatever a
+# database owner sets for the database.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -91,6 +92,36 @@ is( $node->safe_psql(
 	  AND pg_catalog.has_table_privilege('public', c.oid, 'SELECT, INSERT, UPDATE, DELETE')}),
 	'0',
 	'PUBLIC has no rights on the tables and views of schema jq');
+
+# A database owner's ALTER DATABASE ... SET reaches the jobs, not the
+# workers' own sessions: the workers keep their role, search_path and
+# timeouts whatever it says.
+$node->safe_psql(
+	'postgres', q{
+	CREATE ROLE dbowner LOGIN;
+	CREATE DATABASE owned OWNER dbowner;
+});
+$node->safe_psql('owned', 'CREATE EXTENSION job_queue');
+$node->safe_psql(
+	'owned', q{
+	CREATE SCHEMA lookalike AUTHORIZATION dbowner;
+	ALTER DATABASE owned SET search_path = lookalike, public;
+	ALTER DATABASE owned SET session_authorization = 'dbowner';
+	ALTER DATABASE owned SET role = 'dbowner';
+	ALTER DATABASE owned SET statement_timeout = '10ms';
+	ALTER DATABASE owned SET default_transaction_read_only = on;
+}, connstr => $node->connstr('owned') . ' user=dbowner');
+$node->restart;
+# the test's own sessions override what it can
+local $ENV{PGOPTIONS} = '-c statement_timeout=0 -c default_transaction_read_only=off';
+my $id = $node->safe_psql('owned',
+	q{SELECT jq_enqueue($$SELECT current_setting('search_path') AS path, pg_sleep(0.2)$$)});
+ok( $node->poll_query_until(
+		'owned', "SELECT state = 'succeeded' FROM jq_jobs WHERE id = $id"),
+	'workers run jobs whatever the database owner set for the database');
+is( $node->safe_psql('owned', "SELECT result->0->>'path' FROM jq_jobs WHERE id = $id"),
+	'lookalike, public',
+	'the job gets the search_path of the database');
 
 $node->stop;
 done_testing();
