@@ -121,6 +121,11 @@ is_streaming()
 	[ "$(psql_on node1 -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" = 1 ]
 }
 
+replayed_on()
+{
+	[ "$(psql_on "$1" -c "SELECT pg_last_wal_replay_lsn() >= '$2'")" = t ]
+}
+
 primary_says_t()
 {
 	[ "$(psql_primary -c "$1")" = t ]
@@ -227,6 +232,10 @@ psql_on node1 -c "SELECT jq_pause('default')" \
 "$BINDIR/jq_worker" --dsn "$DSN" --name failover-worker --kinds sql,shell --concurrency 4 --lease 10 \
 	--recheck 1 --queue ext 2>>"$TMP/jq_worker.log" &
 WORKER=$!
+# the standby must have the jobs: an enqueue it never received is lost with
+# the primary, like any write under asynchronous replication
+enqueued=$(psql_on node1 -c "SELECT pg_current_wal_lsn()")
+await "node2 to replay the enqueues" replayed_on node2 "$enqueued"
 psql_on node1 -c "SELECT jq_resume('default')" >/dev/null
 await "a third of the jobs to run" primary_says_t \
 	"SELECT count(*) >= $(( (IN_SERVER + EXT_SQL) / 3 )) FROM effects"
