@@ -4,6 +4,7 @@ MODULE_big = job_queue
 OBJS = \
 	src/api.o \
 	src/claim_trace.o \
+	src/compat.o \
 	src/cron.o \
 	src/executor.o \
 	src/guc.o \

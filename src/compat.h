@@ -13,4 +13,10 @@
 #define JQ_HAVE_PERIODIC_TIMEOUT 1
 #endif
 
+/* InitMaterializedSRF came with PostgreSQL 15.1; compat.c has it before */
+#if PG_VERSION_NUM < 150001
+#include "fmgr.h"
+extern void InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags);
+#endif
+
 #endif							/* JQ_COMPAT_H */

@@ -41,6 +41,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "job_queue.h"
 #include "monitor.h"
 

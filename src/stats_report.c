@@ -29,6 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "job_queue.h"
 #include "monitor.h"
 
