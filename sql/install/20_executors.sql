@@ -13,7 +13,7 @@ AS 'MODULE_PATHNAME', 'jq_executor_pool';
 COMMENT ON FUNCTION jq_executor_pool IS 'executors of each database, as jq_executors shows them';
 
 -- members of jq_admin see every database, other roles the current one
-CREATE VIEW jq_executors AS
+CREATE VIEW jq_executors WITH (security_barrier) AS
 SELECT d.datname, p.sql_running, p.sql_idle, p.shell_running, p.shell_idle,
 	   p.wanted, p.waiting_since
 FROM jq_executor_pool() p
