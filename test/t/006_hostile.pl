@@ -480,7 +480,7 @@ my %escape_check = (
 	'CREATE EXTENSION adminpack' => sub { sq(q{SELECT count(*) FROM pg_extension WHERE extname = 'adminpack'}) eq '0' },
 	'CREATE EXTENSION file_fdw' => sub { sq(q{SELECT count(*) FROM pg_extension WHERE extname = 'file_fdw'}) eq '0' },
 	'C function' => sub { sq(q{SELECT count(*) FROM pg_proc WHERE proname = 'sys'}) eq '0' },
-	'CREATE EVENT TRIGGER' => sub { sq('SELECT count(*) FROM pg_event_trigger') eq '0' },
+	'CREATE EVENT TRIGGER' => sub { sq(q{SELECT count(*) FROM pg_event_trigger WHERE evtname <> 'jq_publication_guard'}) eq '0' },
 	"pg_terminate_backend of alice's session" =>
 	  sub { sq("SELECT count(*) FROM pg_stat_activity WHERE pid = $alice_pid") eq '1' },
 	'pg_terminate_backend of the scheduler' =>
