@@ -15,6 +15,8 @@
  * --------------------------------------------------------------------- */
 
 CREATE TABLE jq.job_history_default PARTITION OF jq.job_history DEFAULT;
+-- its rows are jobs like the others': pg_dump keeps them
+SELECT pg_catalog.pg_extension_config_dump('jq.job_history_default', '');
 
 -- how long a stretch of history one partition holds, in whole seconds
 CREATE FUNCTION jq._history_width(p_retention interval)
