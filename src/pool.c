@@ -413,9 +413,7 @@ jq_executor_pool(PG_FUNCTION_ARGS)
 
 	if (SRF_IS_FIRSTCALL())
 	{
-		Oid			admin = get_role_oid(JQ_ADMIN_ROLE, true);
-		bool		all = superuser() ||
-			(OidIsValid(admin) && has_privs_of_role(GetUserId(), admin));
+		bool		all = jq_is_admin(GetUserId());
 		MemoryContext old;
 		TupleDesc	tupdesc;
 		int			n = 0;
