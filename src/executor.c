@@ -236,9 +236,9 @@ exe_leave(void)
  * claimed alone, so that a job that crashes its executor cannot charge
  * attempts to healthy jobs more than once: not at all when $4 jobs are
  * already claimed in this transaction.  This is the executors' hot path,
- * so it is a statement of its own, planned once (the update looks its jobs
- * up by primary key whatever the statistics say); a job whose queue became
- * limited while it waited is skipped until jq._claim_limited flags it.
+ * so it is a statement of its own, planned once; jq._claim claims the
+ * jobs it picks.  A job whose queue became limited while it waited is
+ * skipped until jq._claim_limited flags it.
  */
 static const char *const exe_claim_sql =
 "WITH candidate AS ( "
@@ -259,11 +259,7 @@ static const char *const exe_claim_sql =
 "		  WINDOW w AS (ORDER BY c.priority, c.run_at, c.id ROWS UNBOUNDED PRECEDING)) c "
 "	WHERE (c.rn = 1 AND $4 = 0) OR NOT c.retry_seen "
 "), claimed AS ( "
-"	UPDATE jq.job j "
-"	SET state = 'running', attempts = j.attempts + 1, started_at = pg_catalog.now(), "
-"		executor_token = $1, lease_owner = 'in-server executor' "
-"	WHERE j.id = ANY (ARRAY(SELECT pick.id FROM pick)) "
-"	RETURNING j.* "
+"	SELECT * FROM jq._claim(ARRAY(SELECT pick.id FROM pick), $1, 'in-server executor', NULL) "
 ") "
 EXE_CLAIMED_OUTPUT;
 

@@ -836,6 +836,33 @@ BEGIN
 END
 $$;
 
+/*
+ * ready -> running: the one statement that claims jobs, for in-server
+ * executors (p_token, no lease) and external workers (p_lease_owner until
+ * p_lease_expires) alike.  The callers pick the jobs and lock them first
+ * (FOR UPDATE SKIP LOCKED); a job no longer ready is left alone.  Each job
+ * is looked up by its primary key, whatever the statistics say.  The
+ * attempt it starts is counted now, so that a claim whose runner dies
+ * still uses it up.
+ */
+CREATE FUNCTION jq._claim(p_ids bigint[], p_token bigint, p_lease_owner text,
+						  p_lease_expires timestamptz)
+RETURNS SETOF jq.job
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	UPDATE jq.job j
+	SET state = 'running', attempts = j.attempts + 1, started_at = clock_timestamp(),
+		executor_token = p_token, lease_owner = p_lease_owner,
+		lease_expires_at = p_lease_expires
+	FROM unnest(p_ids) AS c(id)
+	WHERE j.id = c.id AND j.state = 'ready'
+	RETURNING j.*;
+END
+$$;
+
 /* ---------------------------------------------------------------------
  * Internal SQL: queues and flow control.
  *
@@ -995,12 +1022,7 @@ BEGIN
 		END IF;
 
 		RETURN QUERY
-		UPDATE jq.job j
-		SET state = 'running', attempts = j.attempts + 1, started_at = clock_timestamp(),
-			executor_token = p_token, lease_owner = p_lease_owner,
-			lease_expires_at = p_lease_expires
-		WHERE j.id = ANY (ids)
-		RETURNING j.*;
+		SELECT * FROM jq._claim(ids, p_token, p_lease_owner, p_lease_expires);
 		GET DIAGNOSTICS n = ROW_COUNT;
 		claimed := claimed + n;
 
@@ -1634,106 +1656,9 @@ CREATE FUNCTION jq._jq_dequeue(p_caller oid, p_is_admin boolean, p_queue text,
 RETURNS TABLE (id bigint, queue text, kind text, command text, argv text[], env jsonb,
 			   working_dir text, payload jsonb, attempt integer, max_attempts integer,
 			   timeout interval, lease_expires_at timestamptz)
-LANGUAGE plpgsql
+LANGUAGE c VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan	-- the claim's plan depends on kinds and queue
-AS $$
-#variable_conflict use_column
-DECLARE
-	expires timestamptz;
-	holder text := coalesce(p_worker, 'external worker ' || pg_backend_pid());
-	limited_claims jq.job[] := '{}';
-	claims jq.job[];
-	refused bigint[];
-BEGIN
-	IF p_max_jobs IS NULL OR p_max_jobs < 1 THEN
-		RAISE EXCEPTION 'max_jobs must be at least 1'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF p_lease IS NULL OR p_lease <= interval '0' THEN
-		RAISE EXCEPTION 'lease must be a positive interval'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Pick a lease longer than the time between two jq_heartbeat calls.';
-	END IF;
-	IF p_queues IS NOT NULL AND p_queue IS NOT NULL THEN
-		RAISE EXCEPTION 'queue and queues cannot both be given'
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Pass queue => NULL to take jobs from the queues listed in queues.';
-	END IF;
-	IF p_kinds IS NOT NULL AND NOT p_kinds <@ ARRAY['sql', 'shell', 'task'] THEN
-		RAISE EXCEPTION 'unknown job kind in %', p_kinds
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'The kinds of jobs are sql, shell and task.';
-	END IF;
-	IF array_position(p_tasks, NULL) IS NOT NULL THEN
-		RAISE EXCEPTION 'tasks must not contain nulls'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-
-	-- without job_queue preloaded no scheduler runs: take back here the jobs
-	-- in-server executors held when the server stopped, and those of workers
-	-- whose lease expired
-	IF NOT jq._preloaded() THEN
-		PERFORM jq._reclaim(NULL, NULL, 'server restarted without job_queue in shared_preload_libraries');
-		PERFORM jq._expire_leases();
-	END IF;
-
-	expires := clock_timestamp() + p_lease;
-	-- limited queues first, each under its lock; then the others, in one statement
-	IF EXISTS (SELECT FROM jq.queue) THEN
-		SELECT coalesce(array_agg(l), '{}') INTO limited_claims
-		FROM jq._claim_limited(p_max_jobs, p_kinds,
-							   CASE WHEN p_queue IS NOT NULL THEN ARRAY[p_queue] ELSE p_queues END,
-							   CASE WHEN NOT p_is_admin THEN p_caller END, NULL, 0, 1,
-							   holder, expires, p_tasks) l;
-	END IF;
-	WITH candidate AS (
-		SELECT j.id FROM jq.job j
-		WHERE j.state = 'ready' AND NOT j.limited AND j.run_at <= now()
-		  AND (p_queue IS NULL OR j.queue = p_queue)
-		  AND (p_queues IS NULL OR j.queue = ANY (p_queues))
-		  AND (p_kinds IS NULL OR j.kind = ANY (p_kinds))
-		  -- one kind: an equality the claim index can take (planned for the call's values)
-		  AND (cardinality(p_kinds) IS DISTINCT FROM 1 OR j.kind = p_kinds[1])
-		  AND (j.kind <> 'task' OR j.command = ANY (p_tasks) OR (p_tasks IS NULL AND p_kinds IS NOT NULL))
-		  AND (p_is_admin OR j.owner = p_caller)
-		  AND NOT EXISTS (SELECT FROM jq.queue q WHERE q.name = j.queue AND q.limited)
-		ORDER BY j.priority, j.run_at, j.id
-		LIMIT p_max_jobs - cardinality(limited_claims)
-		FOR UPDATE SKIP LOCKED
-	), claimed AS (
-		UPDATE jq.job j
-		SET state = 'running', attempts = j.attempts + 1, started_at = clock_timestamp(),
-			lease_owner = holder, lease_expires_at = expires
-		FROM candidate c
-		WHERE j.id = c.id
-		RETURNING j.*
-	)
-	SELECT coalesce(array_agg(c), '{}') INTO claims
-	FROM (SELECT * FROM claimed UNION ALL SELECT * FROM unnest(limited_claims)) c;
-
-	-- a shell job whose owner lost the right to run programs fails, unrun
-	SELECT coalesce(array_agg(c.id), '{}') INTO refused
-	FROM unnest(claims) c
-	WHERE c.kind = 'shell' AND NOT jq._may_run_shell(c.owner);
-	IF refused <> '{}' THEN
-		PERFORM jq._finish_all(refused, 'rejected',
-							   'the job''s owner may no longer run shell jobs: it needs the privileges of pg_execute_server_program',
-							   false);
-	END IF;
-
-	RETURN QUERY
-	SELECT c.id, c.queue, c.kind, c.command, c.argv, c.env, c.working_dir, c.payload,
-		   c.attempts, c.max_attempts, c.timeout, c.lease_expires_at
-	FROM unnest(claims) c
-	WHERE c.id <> ALL (refused)
-	ORDER BY c.priority, c.run_at, c.id;
-
-	IF FOUND THEN
-		PERFORM jq._wake_at_commit(expires);
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'jq_dequeue_claim';
 
 CREATE FUNCTION jq._jq_complete(p_caller oid, p_is_admin boolean, p_id bigint, p_result jsonb,
 								p_attempt integer)

@@ -61,13 +61,27 @@ BEGIN
 		RAISE EXCEPTION 'ids, results and attempts must have as many elements'
 			USING ERRCODE = 'array_subscript_error';
 	END IF;
-	SELECT array_agg(c.id ORDER BY c.id), array_agg(c.result ORDER BY c.id)
+	-- the jobs held, locked in id order; then the others as jq._own_job sees
+	-- them (it raises for a job the caller may not see)
+	WITH held AS (
+		SELECT c.id, c.result
+		FROM unnest(p_ids,
+					coalesce(p_results, array_fill(NULL::jsonb, ARRAY[n])),
+					coalesce(p_attempts, array_fill(NULL::integer, ARRAY[n])))
+				AS c(id, result, attempt)
+			JOIN jq.job j ON j.id = c.id
+		WHERE (j.owner = p_caller OR p_is_admin) AND j.state = 'running'
+		  AND j.executor_token IS NULL AND (c.attempt IS NULL OR j.attempts = c.attempt)
+		ORDER BY c.id
+		FOR UPDATE OF j
+	)
+	SELECT array_agg(h.id ORDER BY h.id), array_agg(h.result ORDER BY h.id)
 	INTO done_ids, done_results
-	FROM unnest(p_ids,
-				coalesce(p_results, array_fill(NULL::jsonb, ARRAY[n])),
-				coalesce(p_attempts, array_fill(NULL::integer, ARRAY[n])))
-		AS c(id, result, attempt)
-	WHERE (jq._leased_job(p_caller, p_is_admin, c.id, c.attempt)).id IS NOT NULL;
+	FROM held h;
+	PERFORM jq._own_job(p_caller, p_is_admin, c.id)
+	FROM unnest(p_ids) AS c(id)
+	WHERE c.id <> ALL (coalesce(done_ids, '{}'))
+	ORDER BY c.id;
 
 	IF done_ids IS NOT NULL THEN
 		PERFORM jq._finish(done_ids, array_fill('succeeded'::text, ARRAY[cardinality(done_ids)]),
