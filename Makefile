@@ -25,6 +25,7 @@ OBJS = \
 	src/shmem.o \
 	src/stats.o \
 	src/stats_report.o \
+	src/transition.o \
 	src/utility.o \
 	src/wait.o \
 	src/wakeup.o

@@ -97,6 +97,15 @@ CREATE INDEX job_running_idx ON jq.job (lease_expires_at) WHERE state = 'running
 CREATE UNIQUE INDEX job_unique_key_idx ON jq.job (owner, unique_key) WHERE unique_key IS NOT NULL;
 CREATE INDEX job_group_idx ON jq.job (group_id) WHERE group_id IS NOT NULL;
 
+-- the state machine: a job's state changes only as src/transition.c lists
+CREATE FUNCTION jq._job_transition()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'jq_job_transition';
+CREATE TRIGGER job_transition BEFORE UPDATE OF state ON jq.job
+	FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+	EXECUTE FUNCTION jq._job_transition();
+
 /*
  * Finished jobs, kept for jq.history_retention: partitioned by finish time,
  * so that old jobs go by dropping whole partitions (sql/install/40_history.sql).
@@ -659,8 +668,9 @@ $$;
  *				timeout) is added to the job's errors, and the job is retried
  *				with backoff while attempts remain, else it ends failed;
  *	 rejected	an error that no retry can mend: the job ends failed at once;
- *	 released	the attempt was cut short by a shutdown: the job is ready
- *				again at once, with the attempt given back.
+ *	 released	the attempt was cut short by a shutdown, or by the death of
+ *				the executor while the job waited in its batch: the job is
+ *				ready again at once, with the attempt given back.
  * A result (jsonb) is kept when the job ends, and the jobs that depend on
  * it learn of it.  Returns the earliest retry.
  */
@@ -728,29 +738,32 @@ BEGIN
 		PERFORM jq._release_dependants(linked, linked_states);
 	END IF;
 
-	UPDATE jq.job j
-	SET state = 'ready', attempts = j.attempts - 1, run_at = clock_timestamp(),
-		lease_owner = NULL, lease_expires_at = NULL, executor_token = NULL
-	FROM unnest(p_ids, p_outcomes) AS o(id, outcome)
-	WHERE j.id = o.id AND j.state = 'running' AND o.outcome = 'released';
-
+	-- running -> ready: an attempt that failed with attempts left, retried
+	-- after its backoff; an attempt given back (released), ready again at
+	-- once in its place in line
 	WITH o AS (
 		SELECT * FROM unnest(p_ids, p_outcomes, p_messages, p_codes, p_timeouts, p_started)
 			AS o(id, outcome, message, code, timeout, started)
-	), retried AS (
+		WHERE o.outcome IN ('error', 'released')
+	), requeued AS (
 		UPDATE jq.job j
 		SET state = 'ready',
-			run_at = clock_timestamp() + jq._backoff(j.attempts),
+			attempts = CASE WHEN o.outcome = 'released' THEN j.attempts - 1 ELSE j.attempts END,
+			run_at = CASE WHEN o.outcome = 'released' THEN j.run_at
+						  ELSE clock_timestamp() + jq._backoff(j.attempts) END,
 			started_at = coalesce(o.started, j.started_at),
+			lease_owner = CASE WHEN o.outcome = 'released' THEN NULL ELSE j.lease_owner END,
 			lease_expires_at = NULL,
 			executor_token = NULL,
-			errors = coalesce(j.errors, '[]')
-					 || jsonb_build_array(jq._error(j.attempts, o.message, o.code, o.timeout))
+			errors = CASE WHEN o.outcome = 'released' THEN j.errors
+						  ELSE coalesce(j.errors, '[]')
+							   || jsonb_build_array(jq._error(j.attempts, o.message, o.code,
+															  o.timeout)) END
 		FROM o
-		WHERE j.id = o.id AND j.state = 'running' AND o.outcome = 'error'
-		RETURNING j.run_at
+		WHERE j.id = o.id AND j.state = 'running'
+		RETURNING j.run_at, o.outcome
 	)
-	SELECT min(r.run_at) INTO next_retry FROM retried r;
+	SELECT min(r.run_at) FILTER (WHERE r.outcome = 'error') INTO next_retry FROM requeued r;
 
 	-- a job of a queue with a concurrency limit left a slot free: wake the executors
 	IF EXISTS (SELECT FROM jq.queue q
@@ -805,16 +818,17 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	given_back bigint[];
 	charged bigint[];
 BEGIN
 	IF p_token IS NOT NULL THEN
-		UPDATE jq.job j
-		SET state = 'ready', attempts = j.attempts - 1, executor_token = NULL,
-			lease_owner = NULL
+		SELECT array_agg(j.id ORDER BY j.id) INTO given_back
+		FROM jq.job j
 		WHERE j.state = 'running' AND j.executor_token = p_token
 		  AND j.id IS DISTINCT FROM p_current;
-		-- due again, and not delayed jobs the scheduler's timer would find
-		IF FOUND THEN
+		IF given_back IS NOT NULL THEN
+			PERFORM jq._finish_all(given_back, 'released', NULL, false);
+			-- due again, and not delayed jobs the scheduler's timer would find
 			PERFORM jq._wake_at_commit(clock_timestamp());
 		END IF;
 		SELECT array_agg(j.id) INTO charged
