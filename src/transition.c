@@ -16,9 +16,12 @@
  *	 waiting	 -> ready			 jq._release_dependants: its last
  *									 dependency succeeded
  *	 running	 -> succeeded, failed, cancelled
- *	 ready, waiting -> cancelled, failed
- *									 jq._finish, which moves the job to
+ *	 ready, waiting -> cancelled	 jq._finish, which moves the job to
  *									 jq.job_history
+ *
+ * After a crash of the server, claim_trace.c also puts back, ready ->
+ * running, the claims of executors that the crash lost, with the attempts
+ * their files recorded.
  *
  * The changes within jq.job are listed below, once; the trigger
  * job_transition refuses every other change of a job's state, so that no
