@@ -36,11 +36,13 @@ DATA_built = sql/$(EXTENSION)--1.0.sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
 INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
 
-TESTS = $(sort $(wildcard test/sql/*.sql))
-REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
-REGRESS_OPTS = --inputdir=test --outputdir=test/out \
+# pg_regress tests: sql/NAME.sql, its expected output expected/NAME.out
+TESTS = $(sort $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))
+REGRESS = $(patsubst sql/%.sql,%,$(TESTS))
+REGRESS_OPTS = --outputdir=test/out \
 	--temp-instance=test/tmp_regress --temp-config=test/job_queue.conf
 
+# isolation tests: test/specs/NAME.spec, its expected output test/expected/NAME.out
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --outputdir=test/out_isolation \
 	--temp-instance=test/tmp_isolation --temp-config=test/job_queue_external.conf

@@ -14,12 +14,8 @@
  * are empty or past the retention and dropped.
  * --------------------------------------------------------------------- */
 
-CREATE TABLE jq.job_history_default PARTITION OF jq.job_history DEFAULT;
--- its rows are jobs like the others': pg_dump keeps them
-SELECT pg_catalog.pg_extension_config_dump('jq.job_history_default', '');
-
 -- how long a stretch of history one partition holds, in whole seconds
-CREATE FUNCTION jq._history_width(p_retention interval)
+CREATE OR REPLACE FUNCTION jq._history_width(p_retention interval)
 RETURNS interval
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -28,7 +24,7 @@ AS $$
 $$;
 
 -- how far ahead of now partitions are made: two widths, at least a minute
-CREATE FUNCTION jq._history_ahead(p_retention interval)
+CREATE OR REPLACE FUNCTION jq._history_ahead(p_retention interval)
 RETURNS interval
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -37,7 +33,7 @@ AS $$
 $$;
 
 -- the partitions of jq.job_history and their bounds, oldest first
-CREATE FUNCTION jq._history_partitions()
+CREATE OR REPLACE FUNCTION jq._history_partitions()
 RETURNS TABLE (part regclass, lower timestamptz, upper timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -53,7 +49,7 @@ AS $$
 $$;
 
 -- the default partition, and partitions wider than the retention makes them now
-CREATE FUNCTION jq._history_pruned_by_delete(p_retention interval)
+CREATE OR REPLACE FUNCTION jq._history_pruned_by_delete(p_retention interval)
 RETURNS TABLE (part regclass)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -72,7 +68,7 @@ $$;
  * that finish go to the default partition).  Returns how many rows it
  * deleted from the default partition (at most 10000 at a time).
  */
-CREATE FUNCTION jq._prune_history(p_retention interval)
+CREATE OR REPLACE FUNCTION jq._prune_history(p_retention interval)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -165,7 +161,7 @@ $$;
  * drop, or the oldest row to delete.  A drop that is overdue (its lock was
  * busy) is tried again a second later.
  */
-CREATE FUNCTION jq._history_next_event(p_retention interval)
+CREATE OR REPLACE FUNCTION jq._history_next_event(p_retention interval)
 RETURNS timestamptz
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp

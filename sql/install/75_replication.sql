@@ -12,7 +12,7 @@
  * The trigger's function runs as whoever changes a publication, who may
  * use nothing in schema jq: it only reads the catalog.
  */
-CREATE FUNCTION jq._publication_changed()
+CREATE OR REPLACE FUNCTION jq._publication_changed()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -29,24 +29,6 @@ BEGIN
 			USING ERRCODE = 'feature_not_supported',
 				  DETAIL = 'A subscriber with job_queue would run the replicated jobs a second time.',
 				  HINT = 'Publish the application''s tables by name or by schema instead of FOR ALL TABLES, and leave out schema jq.';
-	END IF;
-END
-$$;
-
-CREATE EVENT TRIGGER jq_publication_guard ON ddl_command_end
-	WHEN TAG IN ('CREATE PUBLICATION', 'ALTER PUBLICATION')
-	EXECUTE FUNCTION jq._publication_changed();
-
-DO $$
-DECLARE
-	pub name;
-BEGIN
-	SELECT p.pubname INTO pub FROM pg_catalog.pg_publication p WHERE p.puballtables LIMIT 1;
-	IF pub IS NOT NULL THEN
-		RAISE EXCEPTION 'publication "%" would replicate the tables of job_queue', pub
-			USING ERRCODE = 'feature_not_supported',
-				  DETAIL = 'It publishes FOR ALL TABLES; a subscriber with job_queue would run the replicated jobs a second time.',
-				  HINT = 'Publish the application''s tables by name or by schema, then create the extension.';
 	END IF;
 END
 $$;
