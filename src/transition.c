@@ -32,11 +32,13 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_enum.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "job_queue.h"
 
@@ -51,6 +53,48 @@ static const JqTransition transitions[] = {
 	{"running", "ready"},		/* jq._finish */
 	{"waiting", "ready"},		/* jq._release_dependants */
 };
+
+/*
+ * The table as the OIDs of the enum's labels, and the columns of jq.job
+ * the trigger reads, looked up once per backend for the table it fires on
+ * (the extension may be created again, with new OIDs).
+ */
+static Oid	transition_relid = InvalidOid;
+static int	transition_id_attnum;
+static int	transition_state_attnum;
+static Oid	transition_oids[lengthof(transitions)][2];
+
+static Oid
+transition_label_oid(Oid enumtype, const char *label)
+{
+	Oid			oid = GetSysCacheOid2(ENUMTYPOIDNAME, Anum_pg_enum_oid,
+									  ObjectIdGetDatum(enumtype), CStringGetDatum(label));
+
+	if (!OidIsValid(oid))
+		elog(ERROR, "job state \"%s\" does not exist", label);
+	return oid;
+}
+
+static void
+transition_lookup(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			state = SPI_fnumber(desc, "state");
+	int			id = SPI_fnumber(desc, "id");
+	Oid			enumtype;
+
+	if (state <= 0 || id <= 0)
+		elog(ERROR, "table \"%s\" is not a table of jobs", RelationGetRelationName(rel));
+	enumtype = TupleDescAttr(desc, state - 1)->atttypid;
+	for (size_t i = 0; i < lengthof(transitions); i++)
+	{
+		transition_oids[i][0] = transition_label_oid(enumtype, transitions[i].from);
+		transition_oids[i][1] = transition_label_oid(enumtype, transitions[i].to);
+	}
+	transition_state_attnum = state;
+	transition_id_attnum = id;
+	transition_relid = RelationGetRelid(rel);
+}
 
 /* The label of the state in column attnum of tuple. */
 static const char *
@@ -74,10 +118,10 @@ Datum
 jq_job_transition(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
 	TupleDesc	desc;
-	int			attnum;
-	const char *from;
-	const char *to;
+	Oid			from;
+	Oid			to;
 	bool		isnull;
 	Datum		id;
 
@@ -85,23 +129,25 @@ jq_job_transition(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		elog(ERROR, "jq_job_transition must be a row trigger on update");
 
-	desc = RelationGetDescr(trigdata->tg_relation);
-	attnum = SPI_fnumber(desc, "state");
-	if (attnum <= 0)
-		elog(ERROR, "table \"%s\" has no column state",
-			 RelationGetRelationName(trigdata->tg_relation));
-	from = transition_state(trigdata->tg_trigtuple, desc, attnum);
-	to = transition_state(trigdata->tg_newtuple, desc, attnum);
-
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	if (RelationGetRelid(rel) != transition_relid)
+		transition_lookup(rel);
+	from = DatumGetObjectId(heap_getattr(trigdata->tg_trigtuple, transition_state_attnum,
+										 desc, &isnull));
+	to = DatumGetObjectId(heap_getattr(trigdata->tg_newtuple, transition_state_attnum,
+									   desc, &isnull));
 	for (size_t i = 0; i < lengthof(transitions); i++)
-		if (strcmp(transitions[i].from, from) == 0 && strcmp(transitions[i].to, to) == 0)
+		if (transition_oids[i][0] == from && transition_oids[i][1] == to)
 			return PointerGetDatum(trigdata->tg_newtuple);
 
-	id = heap_getattr(trigdata->tg_trigtuple, SPI_fnumber(desc, "id"), desc, &isnull);
+	id = heap_getattr(trigdata->tg_trigtuple, transition_id_attnum, desc, &isnull);
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("job %lld cannot go from %s to %s",
-					isnull ? 0 : (long long) DatumGetInt64(id), from, to),
+					isnull ? 0 : (long long) DatumGetInt64(id),
+					transition_state(trigdata->tg_trigtuple, desc, transition_state_attnum),
+					transition_state(trigdata->tg_newtuple, desc, transition_state_attnum)),
 			 errhint("A job changes state only through job_queue's functions.")));
 	return (Datum) 0;			/* not reached */
 }

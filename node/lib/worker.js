@@ -9,6 +9,11 @@
  * claimed jobs with jq_heartbeat, and sleeps until a handler ends, a
  * notification comes on the LISTEN connection, or a timer is due.
  *
+ * Outcomes are recorded over a connection of their own, one batch at a
+ * time, while the loop goes on claiming and starting jobs: a claim commits
+ * without waiting for its WAL flush, a batch of outcomes waits for it, and
+ * the outcomes that come in meanwhile make the next batch.
+ *
  * Timeouts and cancellation: a job that runs past its timeout is failed (and
  * retried as the job's rules say) and a job whose lease was lost (cancelled,
  * or a heartbeat came too late) is dropped; in both cases job.signal aborts,
@@ -149,7 +154,10 @@ class Worker {
     this._running = new Map();   // id -> Job, claimed and not recorded
     this._waiting = [];          // claimed, handler not started
     this._done = [];             // [job, outcome] not yet recorded
+    this._recording = null;      // the batch of outcomes being recorded
+    this._recordFailed = null;   // why the last batch could not be recorded
     let conn = null;
+    let rec = null;
     let listen = null;
     let wantClaim = true;
     let nextPoll = 0;
@@ -161,12 +169,22 @@ class Worker {
       for (;;) {
         const now = Date.now();
         const stopping = this._stopAt !== null;
-        if (stopping && this._running.size === 0 && this._done.length === 0) break;
+        if (stopping && this._idle()) break;
         try {
           if (conn === null) {
             conn = new Client(connectionConfig(this.dsn));
             conn.on('error', () => {});
             await conn.connect();
+          }
+          if (rec === null) {
+            rec = new Client(connectionConfig(this.dsn));
+            rec.on('error', () => {});
+            await rec.connect();
+          }
+          if (this._recordFailed !== null) {
+            const e = this._recordFailed;
+            this._recordFailed = null;
+            throw e;
           }
           if (listen === null && this.listen) {
             listen = new Client(connectionConfig(this.listenDsn || this.dsn));
@@ -181,8 +199,9 @@ class Worker {
           const held = this._running.size;
           const free = stopping || held > this.concurrency ? 0
             : this.concurrency + prefetch - held;
-          if ((wantClaim && free > 0) || this._done.length > 0) {
-            const claimed = await this._recordAndClaim(conn, wantClaim ? free : 0);
+          if (this._done.length > 0 && this._recording === null) this._record(rec);
+          if (wantClaim && free > 0) {
+            const claimed = await this._recordAndClaim(conn, [], free);
             if (claimed.length > 0 && held === 0) nextHeartbeat = Date.now() + heartbeat;
             for (const job of claimed) {
               this._running.set(job.id, job);
@@ -203,20 +222,22 @@ class Worker {
           if (!isConnectionError(e)) throw e;
           failures += 1;
           this._log('error', `database connection lost: ${e.message}`);
-          for (const c of [conn, listen]) if (c) c.end().catch(() => {});
-          conn = listen = null;
+          if (this._recording !== null) await this._recording;
+          this._recordFailed = null;
+          for (const c of [conn, rec, listen]) if (c) c.end().catch(() => {});
+          conn = rec = listen = null;
           await this._sleep(Math.min(30000, 500 * 2 ** Math.min(failures, 6)));
           continue;
         }
         this._checkTimeouts();
-        if (this._stopAt !== null && this._running.size === 0 && this._done.length === 0) continue;
+        if (this._stopAt !== null && this._idle()) continue;
 
         let wait = nextPoll - Date.now();
         if (this._running.size > 0) {
           wait = Math.min(wait, nextHeartbeat - Date.now(), this._nextTimeout() - Date.now());
         }
         if (this._stopAt !== null) wait = Math.min(wait, this._stopAt - Date.now());
-        if (this._done.length > 0
+        if ((this._done.length > 0 && this._recording === null)
             || (wantClaim && this._stopAt === null && this._running.size <= this.concurrency)) {
           wait = 0;
         }
@@ -229,7 +250,8 @@ class Worker {
         process.removeListener('SIGTERM', onSignal);
         process.removeListener('SIGINT', onSignal);
       }
-      for (const c of [conn, listen]) if (c) await c.end().catch(() => {});
+      if (this._recording !== null) await this._recording;
+      for (const c of [conn, rec, listen]) if (c) await c.end().catch(() => {});
       this._log('info', `worker ${this.name} stopped`);
     }
   }
@@ -272,19 +294,35 @@ class Worker {
     }
   }
 
+  /** Nothing held, nothing left to record. */
+  _idle() {
+    return this._running.size === 0 && this._done.length === 0 && this._recording === null;
+  }
+
   /*
-   * Record the outcomes of the jobs done and claim up to free jobs: one
-   * transaction, sent as one query (one round trip).  A transaction that only
-   * claims does not wait for its commit to be flushed: lost in a crash of the
+   * Record the outcomes done so far over rec, in the background; the loop
+   * is woken when they are recorded.  A failure is raised by the loop.
+   */
+  _record(rec) {
+    const done = this._done;
+    this._done = [];
+    this._recording = this._recordAndClaim(rec, done, 0)
+      .catch((e) => { this._recordFailed = e; })
+      .finally(() => { this._recording = null; this._wake(); });
+  }
+
+  /*
+   * Record the outcomes done and claim up to free jobs: one transaction,
+   * sent as one query (one round trip).  A transaction that only claims
+   * does not wait for its commit to be flushed: lost in a crash of the
    * server, the claim is undone, and the job is run again, as with any lost
    * lease.
    */
-  async _recordAndClaim(conn, free) {
-    const completed = this._done.filter(([, o]) => o.complete);
-    const failed = this._done.filter(([, o]) => !o.complete);
+  async _recordAndClaim(conn, done, free) {
+    const completed = done.filter(([, o]) => o.complete);
+    const failed = done.filter(([, o]) => !o.complete);
     const statements = ['BEGIN'];
-    if (this._done.length === 0) statements.push('SET LOCAL synchronous_commit = off');
-    this._done = [];
+    if (done.length === 0) statements.push('SET LOCAL synchronous_commit = off');
     if (completed.length > 0) {
       statements.push(inline(conn, COMPLETE, [completed.map(([j]) => j.id),
         completed.map(([, o]) => o.result), completed.map(([j]) => j.attempt)]));
