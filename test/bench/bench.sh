@@ -47,6 +47,8 @@ SUSTAIN_SECONDS=${BENCH_SUSTAIN_SECONDS:-300}
 SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-30}
 SHELL_JOBS=${BENCH_SHELL_JOBS:-2000}
 SHELL_EXECUTORS=${BENCH_SHELL_EXECUTORS:-}
+# jq.job_history is partitioned: its figures are the sums of its partitions
+HIST_PARTS="pg_partition_tree('jq.job_history') t"
 
 BINDIR=$(pg_config --bindir)
 NPROC=$(nproc)
@@ -301,13 +303,14 @@ IFS='|' read -r e2e_total e2e_exec e2e_ok <<<"$(q -c "
 	FROM jq.job_history")"
 IFS='|' read -r size_job_e2e size_hist_e2e dead_job_e2e dead_hist_e2e sdead_job_e2e sdead_hist_e2e \
 	live_job_e2e live_hist_e2e <<<"$(q -c "
-	SELECT pg_total_relation_size('jq.job'), pg_total_relation_size('jq.job_history'),
+	SELECT pg_total_relation_size('jq.job'),
+		   (SELECT sum(pg_total_relation_size(t.relid)) FROM $HIST_PARTS),
 		   (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass),
-		   (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jq.job_history'::regclass),
+		   (SELECT sum(s.n_dead_tup) FROM pg_stat_user_tables s JOIN $HIST_PARTS USING (relid)),
 		   (SELECT dead_tuple_count FROM pgstattuple('jq.job')),
-		   (SELECT dead_tuple_count FROM pgstattuple('jq.job_history')),
+		   (SELECT sum((pgstattuple(t.relid)).dead_tuple_count) FROM $HIST_PARTS WHERE t.isleaf),
 		   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass),
-		   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'jq.job_history'::regclass)")"
+		   (SELECT sum(s.n_live_tup) FROM pg_stat_user_tables s JOIN $HIST_PARTS USING (relid))")"
 
 section "End to end, $E2E_JOBS no-op jobs already enqueued" "jobs/s"
 row "from jq.execute_in_server = on to the last finish" "$(fmt "$(awk -v n="$E2E_JOBS" -v s="$e2e_total" 'BEGIN { print n / s }')")"
@@ -481,7 +484,7 @@ sample()
 					  (SELECT count(*) FROM jq.job),
 					  s.n_dead_tup, (SELECT dead_tuple_count FROM pgstattuple('jq.job')),
 					  s.autovacuum_count - $vacuums_before,
-					  pg_size_pretty(pg_total_relation_size('jq.job_history')),
+					  pg_size_pretty((SELECT sum(pg_total_relation_size(t.relid)) FROM $HIST_PARTS)),
 					  (SELECT count(*) FROM jq.job_history))
 		FROM pg_stat_user_tables s WHERE s.relid = 'jq.job'::regclass"
 }
@@ -516,7 +519,8 @@ row "jobs processed by the executors" "$sustain_done" "$(fmt "$(awk -v n="$susta
 row "jobs left at the end, seconds to drain them" "$backlog" "$drain_s"
 IFS='|' read -r heap_job idx_job heap_hist idx_hist <<<"$(q -c "
 	SELECT pg_relation_size('jq.job'), pg_indexes_size('jq.job'),
-		   pg_relation_size('jq.job_history'), pg_indexes_size('jq.job_history')")"
+		   (SELECT sum(pg_relation_size(t.relid)) FROM $HIST_PARTS),
+		   (SELECT sum(pg_indexes_size(t.relid)) FROM $HIST_PARTS)")"
 section "Footprint after the sustained run" heap indexes
 row "jq.job" "$(pretty_bytes "$heap_job")" "$(pretty_bytes "$idx_job")"
 row "jq.job_history" "$(pretty_bytes "$heap_hist")" "$(pretty_bytes "$idx_hist")"
