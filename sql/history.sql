@@ -1,7 +1,7 @@
 -- Finished jobs stay in jq_jobs for jq.history_retention, then are pruned.
 SELECT jq_enqueue('SELECT 1') AS kept,
 	   jq_enqueue('SELECT 1', run_at => now() + interval '1 day') AS later \gset
-SELECT wait_for_jobs();
+SELECT wait_for_jobs(ARRAY[:kept]);
 SELECT count(*) > 0 AS history_kept FROM jq_jobs WHERE state = 'succeeded';
 
 ALTER SYSTEM SET jq.history_retention = '1s';
