@@ -110,6 +110,19 @@ SELECT jq_heartbeat(:j3, '-1 minute');
 SELECT jq_complete(0);
 SELECT jq_fail(NULL, 'x');
 
+-- from every queue, kinds mixed: claim order across kinds, each kind read
+-- in claim order from its index
+SELECT jq_enqueue('mixed sql low', queue => 'mixed', priority => 5) AS m1,
+	   jq_enqueue_shell(argv => ARRAY['true'], queue => 'mixed', priority => 1) AS m2,
+	   jq_enqueue('mixed sql high', queue => 'mixed', priority => 0) AS m3,
+	   jq_enqueue('mixed task', queue => 'mixed', priority => 2, kind => 'task') AS m4 \gset
+SELECT d.kind, j.priority FROM jq_dequeue(queue => NULL, max_jobs => 2, queues => ARRAY['mixed']) d
+JOIN jq_jobs j USING (id) ORDER BY j.priority;
+SELECT kind FROM jq_dequeue(queue => NULL, max_jobs => 5, queues => ARRAY['mixed'],
+							kinds => ARRAY['sql', 'task']);
+SELECT * FROM jq_dequeue(kinds => ARRAY['sql', NULL]);
+SELECT cardinality(jq_complete_many(ARRAY[:m1, :m2, :m3, :m4]::bigint[])) AS completed;
+
 -- nothing ready: an empty set
 SELECT count(*) FROM jq_dequeue('nothing here', 5);
 

@@ -77,7 +77,6 @@ enum
 	Anum_dq_max_attempts,
 	Anum_dq_timeout,
 	Anum_dq_lease_expires_at,
-	DQ_NOUTPUT = Anum_dq_lease_expires_at,
 	Anum_dq_owner,
 	Anum_dq_priority,
 	Anum_dq_run_at,
@@ -142,6 +141,14 @@ static const char *const dq_limited_sql =
 "	WHERE EXISTS (SELECT FROM jq.queue) "
 ") "
 DQ_OUTPUT "FROM claimed c";
+
+/* Argument arg of the call as parameter param of the claim statements. */
+static void
+dq_param(FunctionCallInfo fcinfo, int arg, int param, Datum *values, char *nulls)
+{
+	values[param - 1] = PG_ARGISNULL(arg) ? (Datum) 0 : PG_GETARG_DATUM(arg);
+	nulls[param - 1] = PG_ARGISNULL(arg) ? 'n' : ' ';
+}
 
 /* one claimed job, for the sort into claim order */
 typedef struct DqJob
@@ -357,23 +364,18 @@ jq_dequeue_claim(PG_FUNCTION_ARGS)
 													  TimestampTzGetDatum(GetCurrentTimestamp()),
 													  PG_GETARG_DATUM(4)));
 	memset(nulls, ' ', sizeof(nulls));
-	values[Param_caller - 1] = PG_GETARG_DATUM(0);
-	values[Param_privileged - 1] = PG_GETARG_DATUM(1);
-	for (int arg = 2, param = Param_queue; param <= Param_queues; arg = 7, param++)
-	{
-		values[param - 1] = PG_ARGISNULL(arg) ? (Datum) 0 : PG_GETARG_DATUM(arg);
-		nulls[param - 1] = PG_ARGISNULL(arg) ? 'n' : ' ';
-	}
+	dq_param(fcinfo, 0, Param_caller, values, nulls);
+	dq_param(fcinfo, 1, Param_privileged, values, nulls);
+	dq_param(fcinfo, 2, Param_queue, values, nulls);
+	dq_param(fcinfo, 7, Param_queues, values, nulls);
+	dq_param(fcinfo, 8, Param_tasks, values, nulls);
+	dq_param(fcinfo, 6, Param_kinds, values, nulls);
 	values[Param_want_sql - 1] = BoolGetDatum(want[JQ_KIND_SQL]);
 	values[Param_want_shell - 1] = BoolGetDatum(want[JQ_KIND_SHELL]);
 	values[Param_want_task - 1] = BoolGetDatum(want[JQ_KIND_TASK]);
-	values[Param_tasks - 1] = PG_ARGISNULL(8) ? (Datum) 0 : PG_GETARG_DATUM(8);
-	nulls[Param_tasks - 1] = PG_ARGISNULL(8) ? 'n' : ' ';
 	values[Param_holder - 1] = PG_ARGISNULL(5) ?
 		CStringGetTextDatum(psprintf("external worker %d", MyProcPid)) : PG_GETARG_DATUM(5);
 	values[Param_expires - 1] = TimestampTzGetDatum(expires);
-	values[Param_kinds - 1] = PG_ARGISNULL(6) ? (Datum) 0 : PG_GETARG_DATUM(6);
-	nulls[Param_kinds - 1] = PG_ARGISNULL(6) ? 'n' : ' ';
 
 	jobs = palloc(sizeof(DqJob) * max_jobs);
 	if (plans[0] == NULL)
