@@ -22,6 +22,7 @@ OBJS = \
 	src/shell_job.o \
 	src/shell_run.o \
 	src/shmem.o \
+	src/slots.o \
 	src/stats.o \
 	src/stats_report.o \
 	src/utility.o \

@@ -18,6 +18,7 @@
 
 #include "datatype/timestamp.h"
 #include "storage/latch.h"
+#include "nodes/pg_list.h"
 #include "storage/lwlock.h"
 
 #define JQ_EXTENSION_NAME	"job_queue"
@@ -152,7 +153,11 @@ typedef struct JqExecutorStart
 	uint32		generation;
 } JqExecutorStart;
 
-/* shmem.c */
+/*
+ * shmem.c and slots.c: the only code that takes the lock of JqShared or
+ * writes its fields.  Functions marked "caller holds the lock" are called
+ * under it by these two files and pool.c.
+ */
 extern JqShared *jq_shared;
 extern void jq_shmem_init(void);
 extern JqDatabase *jq_find_database(Oid dboid);
@@ -163,19 +168,72 @@ extern void jq_wake_scheduler(Oid dboid, TimestampTz when);
 extern void jq_stop_database_workers(Oid dboid, bool block);
 extern void jq_unblock_database(Oid dboid);
 extern void jq_recheck_database(Oid dboid);
-extern bool jq_cancel_requested(volatile JqExecutor *slot, int64 job_id);
 extern TimestampTz jq_next_wakeup(Oid dboid);
 extern long jq_ms_until(TimestampTz when);
 
-/* pool.c: executors on demand, handed out fairly among databases */
+typedef void (*JqDatabaseVisitor) (int i, JqDatabase *db, JqDatabase *first, void *arg);
+
+extern void jq_launcher_attach(void);
+extern void jq_launcher_detach(void);
+extern void jq_sync_databases(List *oids);
+extern void jq_scheduler_stopped(int i, Oid dboid, uint32 recheck);
+extern void jq_visit_databases(JqDatabaseVisitor visit, void *arg);
+extern JqDatabase jq_database_copy(int i);
+extern void jq_probe_active_databases(void);
+
+extern JqDatabase *jq_scheduler_attach(Oid dboid, uint32 *recheck);
+extern void jq_scheduler_detach(JqDatabase *db, bool idle);
+extern void jq_scheduler_found_extension(JqDatabase *db, bool present, uint32 recheck);
+extern void jq_scheduler_look_for_jobs(JqDatabase *db);
+extern bool jq_scheduler_take_probe(JqDatabase *db);
+extern void jq_scheduler_request_missing(JqDatabase *db, const bool *found);
+extern bool jq_scheduler_may_leave(JqDatabase *db);
+extern bool jq_scheduler_timer_due(JqDatabase *db, bool needed);
+extern void jq_scheduler_set_timer(JqDatabase *db, TimestampTz when);
+
+extern void jq_wake_database_executors(Oid dboid);
+extern bool jq_database_listened(Oid dboid);
+extern bool jq_count_listener(Oid dboid, bool listen);
+
 extern void jq_request_executor(JqDatabase *db, JqJobKind kind);
 extern void jq_request_probe(JqDatabase *db);
 extern void jq_pool_wait_over(JqDatabase *db);
-extern int	jq_pool_size(JqJobKind kind);
-extern int	jq_pool_count(Oid dboid, int kind);
+extern void jq_pool_withdraw(JqDatabase *db, JqJobKind kind);
+extern void jq_pool_wait_logged(JqDatabase *db);
+extern void jq_pool_preempted(TimestampTz now);
 extern void jq_pool_worker_exited(void);
 extern void jq_pool_shortage(void);
-extern long jq_pool_hand_out(void);
+extern void jq_pool_expire_holds(TimestampTz now, int hold_ms);
+extern long jq_hand_out_executors(void);
+extern void jq_shmem_copy(JqDatabase *databases, JqExecutor *executors);
+
+/* slots.c */
+extern volatile JqExecutor *jq_slot_attach(int slotno, const JqExecutorStart *start,
+										   int64 token);
+extern void jq_slot_detach(volatile JqExecutor *slot);
+extern void jq_slot_set_idle(volatile JqExecutor *slot, bool idle);
+extern void jq_slot_before_claim(volatile JqExecutor *slot);
+extern void jq_slot_found_nothing(volatile JqExecutor *slot);
+extern void jq_slot_set_current(volatile JqExecutor *slot, int64 job_id);
+extern void jq_slot_set_shell_pgid(volatile JqExecutor *slot, pid_t pgid);
+extern bool jq_slot_leave_pool(volatile JqExecutor *slot, bool busy);
+extern void jq_slot_give_back(volatile JqExecutor *slot);
+extern bool jq_slot_owned(int slotno, Oid dboid, pid_t *pid, uint32 *generation);
+extern void jq_slot_free(int slotno, uint32 generation);
+extern bool jq_slot_release(int slotno, JqDatabase *db, uint32 generation, int64 *token,
+							int64 *current_job, bool *clean);
+extern JqJobKind jq_slot_register(int slotno, uint32 *generation);
+extern void jq_slot_register_failed(int slotno, JqDatabase *db, JqJobKind kind);
+extern bool jq_slot_running(int64 job_id, pid_t *pid, JqJobKind *kind);
+extern int64 jq_slot_own_job(void);
+extern void jq_slot_hand_out(JqExecutor *e, JqDatabase *db, JqJobKind kind);
+extern void jq_slot_ask_to_leave(JqExecutor *e);
+extern bool jq_cancel_requested(volatile JqExecutor *slot, int64 job_id);
+
+/* pool.c: executors on demand, handed out fairly among databases */
+extern int	jq_pool_size(JqJobKind kind);
+extern int	jq_pool_count(Oid dboid, int kind);
+extern long jq_pool_hand_out_locked(TimestampTz now);
 extern JqDatabase *jq_pool_first_in_line(void);
 
 /* wakeup.c: commit-time wakeups and NOTIFY */

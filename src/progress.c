@@ -369,20 +369,9 @@ jq_progress_take(int64 job_id, bool is_shell, Datum *progress, TimestampTz *at)
 static int64
 progress_own_job(void)
 {
-	int64		job_id = 0;
-
 	if (jq_shared == NULL)
 		return 0;
-	LWLockAcquire(jq_shared->lock, LW_SHARED);
-	for (int i = 0; i < jq_max_executors; i++)
-	{
-		JqExecutor *e = &jq_shared->executors[i];
-
-		if (e->pid == MyProcPid && e->dboid == MyDatabaseId)
-			job_id = e->current_job;
-	}
-	LWLockRelease(jq_shared->lock);
-	return job_id;
+	return jq_slot_own_job();
 }
 
 PG_FUNCTION_INFO_V1(jq_progress);
@@ -534,6 +523,7 @@ jq_running_jobs(PG_FUNCTION_ARGS)
 		int64		job_id;
 		int32		attempts;
 		pid_t		pid = 0;
+		JqJobKind	kind;
 		bool		is_shell = false;
 		ProgressEntry p;
 		ProgressKey key;
@@ -547,21 +537,8 @@ jq_running_jobs(PG_FUNCTION_ARGS)
 		attempts = DatumGetInt32(values[8]);
 
 		/* the executor running it, if in-server */
-		if (in_server && jq_shared != NULL)
-		{
-			LWLockAcquire(jq_shared->lock, LW_SHARED);
-			for (int s = 0; s < jq_max_executors; s++)
-			{
-				JqExecutor *x = &jq_shared->executors[s];
-
-				if (x->dboid == MyDatabaseId && x->current_job == job_id && x->pid != 0)
-				{
-					pid = x->pid;
-					is_shell = x->kind == JQ_KIND_SHELL;
-				}
-			}
-			LWLockRelease(jq_shared->lock);
-		}
+		if (in_server && jq_shared != NULL && jq_slot_running(job_id, &pid, &kind))
+			is_shell = kind == JQ_KIND_SHELL;
 		values[5] = Int32GetDatum(pid);
 		nulls[5] = pid == 0;
 

@@ -88,9 +88,7 @@ static void
 shell_publish_pgid(volatile JqExecutor *slot, pid_t pgid)
 {
 	shell_running_pgid = pgid;
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	slot->shell_pgid = pgid;
-	LWLockRelease(jq_shared->lock);
+	jq_slot_set_shell_pgid(slot, pgid);
 }
 
 /* "JQ_SERVER=<data directory>:<database>": marks the processes of this database's jobs. */
