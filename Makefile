@@ -6,6 +6,7 @@ OBJS = \
 	src/claim_trace.o \
 	src/compat.o \
 	src/cron.o \
+	src/enqueue.o \
 	src/executor.o \
 	src/guc.o \
 	src/internal_sql.o \

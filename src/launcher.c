@@ -31,6 +31,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -325,4 +326,20 @@ jq_launcher_main(Datum main_arg)
 						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
 						 timeout_ms, PG_WAIT_EXTENSION);
 	}
+}
+
+PG_FUNCTION_INFO_V1(jq_extension_created);
+
+/* jq._extension_created(): run by the extension script. */
+Datum
+jq_extension_created(PG_FUNCTION_ARGS)
+{
+	if (!jq_preloaded)
+		ereport(WARNING,
+				(errmsg("job_queue is not in shared_preload_libraries: no in-server worker will run jobs"),
+				 errdetail("Jobs can be enqueued, and external workers can run them with jq_dequeue()."),
+				 errhint("Add job_queue to shared_preload_libraries in postgresql.conf and restart the server.")));
+	else
+		jq_recheck_at_commit();
+	PG_RETURN_VOID();
 }

@@ -22,6 +22,7 @@
 
 #include <signal.h>
 
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -795,4 +796,16 @@ jq_shmem_copy(JqDatabase *databases, JqExecutor *executors)
 	memcpy(databases, jq_shared->databases, sizeof(jq_shared->databases));
 	memcpy(executors, jq_shared->executors, sizeof(JqExecutor) * jq_max_executors);
 	LWLockRelease(jq_shared->lock);
+}
+
+PG_FUNCTION_INFO_V1(jq_preloaded_now);
+
+/*
+ * jq._preloaded(): whether this server runs job_queue's workers.  When it
+ * does not, no job is running in-server, whatever jq.job says.
+ */
+Datum
+jq_preloaded_now(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(jq_shared != NULL);
 }
