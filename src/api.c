@@ -30,7 +30,9 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "api.h"
 #include "compat.h"
+#include "internal_sql.h"
 #include "job_queue.h"
 
 /* Whether a role may run programs as the server's operating-system user. */

@@ -26,7 +26,12 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
+#include "guc.h"
+#include "internal_sql.h"
 #include "job_queue.h"
+#include "queue_settings.h"
+#include "wakeup.h"
 
 #define JQ_QUEUE_NAME_MAX	63
 #define JQ_MAX_ATTEMPTS_MAX 1000

@@ -61,7 +61,16 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "claim_trace.h"
+#include "executor.h"
+#include "guc.h"
+#include "internal_sql.h"
 #include "job_queue.h"
+#include "job_run.h"
+#include "outcome.h"
+#include "shell_job.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* what pg_stat_activity shows as backend_type, by kind of job */
 const char *const jq_executor_type[JQ_NUM_KINDS] = {"job_queue executor",

@@ -10,11 +10,14 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-#include "job_queue.h"
+#include "guc.h"
+#include "internal_sql.h"
 
 bool		jq_execute_in_server = true;
 int			jq_max_executors = 16;

@@ -36,7 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "job_queue.h"
+#include "internal_sql.h"
 
 /* The owner of schema jq, who owns every internal object. */
 static Oid

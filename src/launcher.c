@@ -45,6 +45,10 @@
 #include "utils/timestamp.h"
 
 #include "job_queue.h"
+#include "launcher.h"
+#include "pool.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* a scheduler that stopped is not restarted sooner than this */
 #define LAUNCHER_RESTART_DELAY_MS 1000

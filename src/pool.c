@@ -47,7 +47,11 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
+#include "guc.h"
 #include "job_queue.h"
+#include "pool.h"
+#include "shmem.h"
 
 /* a busy executor keeps its slot at least this long before it makes room */
 #define POOL_QUANTUM_MS 1000

@@ -41,9 +41,12 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
 #include "compat.h"
+#include "internal_sql.h"
 #include "job_queue.h"
 #include "monitor.h"
+#include "shmem.h"
 
 #define PROGRESS_MESSAGE_MAX	256
 #define PROGRESS_DATA_MAX		1024

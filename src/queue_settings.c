@@ -31,7 +31,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "job_queue.h"
+#include "internal_sql.h"
+#include "queue_settings.h"
 
 /* string keys are the default before PostgreSQL 14, which names them */
 #if PG_VERSION_NUM >= 140000

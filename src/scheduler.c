@@ -49,8 +49,16 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "claim_trace.h"
+#include "executor.h"
+#include "guc.h"
+#include "internal_sql.h"
 #include "job_queue.h"
 #include "monitor.h"
+#include "pool.h"
+#include "scheduler.h"
+#include "shell_job.h"
+#include "shmem.h"
 
 static JqDatabase *sched_db;
 static uint32 sched_recheck;

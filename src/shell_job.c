@@ -44,8 +44,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "job_queue.h"
+#include "api.h"
+#include "guc.h"
+#include "job_run.h"
+#include "shell_job.h"
 #include "shell_run.h"
+#include "shmem.h"
 
 /* the group of the running job, for the crash-exit handler */
 static volatile pid_t shell_running_pgid = 0;

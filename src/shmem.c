@@ -28,8 +28,11 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "guc.h"
 #include "job_queue.h"
 #include "monitor.h"
+#include "pool.h"
+#include "shmem.h"
 
 JqShared   *jq_shared = NULL;
 

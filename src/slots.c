@@ -22,7 +22,9 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
+#include "guc.h"
 #include "job_queue.h"
+#include "shmem.h"
 
 /*
  * An executor takes over the slot its scheduler reserved, unless it was

@@ -42,7 +42,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "job_queue.h"
+#include "internal_sql.h"
 #include "monitor.h"
 
 /* time slots: ten seconds for the 1m and 5m windows, a minute for the 1h one */

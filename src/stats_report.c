@@ -29,8 +29,9 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
 #include "compat.h"
-#include "job_queue.h"
+#include "internal_sql.h"
 #include "monitor.h"
 
 /* one queue (or all of them) as users see it */

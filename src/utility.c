@@ -28,7 +28,12 @@
 #include "utils/acl.h"
 #include "utils/syscache.h"
 
+#include "claim_trace.h"
 #include "job_queue.h"
+#include "job_run.h"
+#include "shmem.h"
+#include "utility.h"
+#include "wakeup.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 

@@ -29,8 +29,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "job_queue.h"
+#include "api.h"
+#include "internal_sql.h"
 #include "monitor.h"
+#include "shmem.h"
 
 #define JQ_WAIT_CVS 64
 

@@ -26,7 +26,11 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
+#include "guc.h"
 #include "job_queue.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* what to do when the current transaction commits */
 static int	wake_executor_kinds = 0;	/* JQ_KIND_BIT of each kind made ready */
