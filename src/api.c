@@ -55,6 +55,9 @@ jq_may_run_shell_sql(PG_FUNCTION_ARGS)
  * jq_api_call: the other API functions
  * --------------------------------------------------------------------- */
 
+/* the one column of a call that returns no set: its result */
+#define Anum_call_result 1
+
 typedef struct ApiCall
 {
 	Oid			fn_oid;			/* hash key */
@@ -219,7 +222,8 @@ jq_api_call(PG_FUNCTION_ARGS)
 	}
 	else if (SPI_processed == 1)
 	{
-		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_call_result,
+							   &isnull);
 		if (!isnull)
 			result = SPI_datumTransfer(result, call->typbyval, call->typlen);
 	}

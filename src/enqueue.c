@@ -357,6 +357,16 @@ enqueue_check_max_ready(text *queue, int32 max_ready, int32 n)
 		elog(ERROR, "could not check the jobs waiting in a queue");
 }
 
+/*
+ * Columns of what enqueue_insert inserted: the id (of each job), and for
+ * jq._insert_job whether the job existed already.
+ */
+enum
+{
+	Anum_inserted_id = 1,
+	Anum_inserted_existing
+};
+
 /* jq._insert_job: one job that is not plain; returns its id and whether it existed. */
 static SPIPlanPtr
 enqueue_job_plan(void)
@@ -481,10 +491,11 @@ enqueue_one(Datum command, bool command_null, Datum payload, bool payload_null,
 
 	SPI_connect();
 	enqueue_insert(NULL, 1, command, command_null, payload, payload_null, args);
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-									 &isnull));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									 Anum_inserted_id, &isnull));
 	if (!enqueue_is_plain(args) &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_inserted_existing, &isnull)))
 		ereport(NOTICE,
 				(errmsg("job %lld with unique key \"%s\" is already queued",
 						(long long) id, text_to_cstring(args->unique_key)),

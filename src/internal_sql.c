@@ -142,6 +142,8 @@ jq_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
  * gathered as they come, rather than copied into SPI's tuple table first
  * (PostgreSQL 14 and later).
  */
+#define Anum_returned_id 1
+
 typedef struct IdReceiver
 {
 	DestReceiver pub;
@@ -162,7 +164,7 @@ isql_id_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	bool		isnull;
 
-	isql_add_id(((IdReceiver *) self)->ids, slot_getattr(slot, 1, &isnull));
+	isql_add_id(((IdReceiver *) self)->ids, slot_getattr(slot, Anum_returned_id, &isnull));
 	return true;
 }
 
@@ -217,7 +219,7 @@ isql_execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, JqIds *ids)
 			bool		isnull;
 
 			isql_add_id(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-										   1, &isnull));
+										   Anum_returned_id, &isnull));
 		}
 		return ret;
 	}

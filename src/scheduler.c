@@ -297,6 +297,13 @@ sched_manage_pool(void)
 		jq_pool_worker_exited();
 }
 
+/* columns of the probe: whether jobs of each kind are ready */
+enum
+{
+	Anum_probe_sql = 1,
+	Anum_probe_shell
+};
+
 /*
  * Jobs of some kind became runnable (or the scheduler just started): ask
  * for an executor of each kind that has ready jobs and none.
@@ -304,6 +311,7 @@ sched_manage_pool(void)
 static void
 sched_read_probe(void *arg)
 {
+	static const int columns[JQ_NUM_KINDS] = {Anum_probe_sql, Anum_probe_shell};
 	bool	   *found = arg;
 
 	for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
@@ -311,7 +319,7 @@ sched_read_probe(void *arg)
 		bool		isnull;
 
 		found[kind] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, kind + 1, &isnull));
+												 SPI_tuptable->tupdesc, columns[kind], &isnull));
 	}
 }
 
@@ -349,6 +357,13 @@ sched_should_leave(void)
 	return leave;
 }
 
+/* columns of jq._tick() as the scheduler reads it */
+enum
+{
+	Anum_tick_due_now = 1,
+	Anum_tick_next_event
+};
+
 typedef struct TickResult
 {
 	bool		due_now;
@@ -363,9 +378,9 @@ sched_read_tick(void *arg)
 	bool		isnull;
 	Datum		d;
 
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_tick_due_now, &isnull);
 	r->due_now = !isnull && DatumGetBool(d);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_tick_next_event, &isnull);
 	r->has_next = !isnull;
 	if (!isnull)
 		r->next_event = DatumGetTimestampTz(d);
