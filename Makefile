@@ -3,6 +3,7 @@ EXTENSION = job_queue
 MODULE_big = job_queue
 OBJS = \
 	src/api.o \
+	src/bgworker.o \
 	src/claim_trace.o \
 	src/compat.o \
 	src/cron.o \
@@ -60,6 +61,7 @@ sql/$(EXTENSION)--1.0.sql: $(INSTALL_PARTS)
 
 # each object depends on the headers it includes, directly or not
 src/api.o: src/api.h src/compat.h src/internal_sql.h src/job_queue.h
+src/bgworker.o: src/bgworker.h src/job_queue.h
 src/claim_trace.o: src/claim_trace.h src/internal_sql.h src/job_queue.h src/job_run.h src/shmem.h
 src/compat.o: src/compat.h
 src/enqueue.o: src/api.h src/guc.h src/internal_sql.h src/job_queue.h src/queue_settings.h src/wakeup.h
@@ -70,12 +72,12 @@ src/job_queue.o: src/guc.h src/job_queue.h src/launcher.h src/monitor.h src/shme
 src/job_run.o: src/compat.h src/guc.h src/job_queue.h src/job_run.h src/shmem.h src/wakeup.h
 src/queue_settings.o: src/internal_sql.h src/queue_settings.h
 src/run_sql.o: src/api.h src/executor.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h
-src/launcher.o: src/job_queue.h src/launcher.h src/pool.h src/shmem.h src/wakeup.h
+src/launcher.o: src/bgworker.h src/job_queue.h src/launcher.h src/pool.h src/shmem.h src/wakeup.h
 src/monitor.o: src/monitor.h
 src/outcome.o: src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h src/wakeup.h
 src/pool.o: src/api.h src/guc.h src/job_queue.h src/pool.h src/shmem.h
 src/progress.o: src/api.h src/compat.h src/internal_sql.h src/job_queue.h src/monitor.h src/shmem.h
-src/scheduler.o: src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/monitor.h src/pool.h src/scheduler.h src/shell_job.h src/shmem.h
+src/scheduler.o: src/bgworker.h src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/monitor.h src/pool.h src/scheduler.h src/shell_job.h src/shmem.h
 src/shell_job.o: src/api.h src/guc.h src/job_queue.h src/job_run.h src/shell_job.h src/shell_run.h src/shmem.h
 src/shell_run.o: src/shell_run.h
 src/shmem.o: src/guc.h src/job_queue.h src/monitor.h src/pool.h src/shmem.h

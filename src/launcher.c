@@ -44,6 +44,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgworker.h"
 #include "job_queue.h"
 #include "launcher.h"
 #include "pool.h"
@@ -69,17 +70,7 @@ static LauncherScheduler launcher_schedulers[JQ_MAX_DATABASES];
 void
 jq_launcher_register(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "job_queue launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "job_queue launcher");
-	RegisterBackgroundWorker(&worker);
+	jq_bgworker_register("jq_launcher_main", "job_queue launcher", 5);
 }
 
 static void
@@ -134,21 +125,11 @@ launcher_sync_databases(void)
 static bool
 launcher_start_scheduler(int i, Oid dboid, uint32 recheck)
 {
-	BackgroundWorker worker;
 	LauncherScheduler *s = &launcher_schedulers[i];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_scheduler_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "job_queue scheduler for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "job_queue scheduler");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &s->handle))
+	if (!jq_bgworker_start(&s->handle, "jq_scheduler_main", "job_queue scheduler",
+						   ObjectIdGetDatum(dboid), NULL, 0,
+						   "job_queue scheduler for database %u", dboid))
 	{
 		s->handle = NULL;
 		return false;

@@ -49,6 +49,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgworker.h"
 #include "claim_trace.h"
 #include "executor.h"
 #include "guc.h"
@@ -232,26 +233,15 @@ sched_adopt_leftovers(void)
 static void
 sched_start_executor(int slotno)
 {
-	BackgroundWorker worker;
 	JqExecutorStart start;
 	JqJobKind	kind = jq_slot_register(slotno, &sched_generations[slotno]);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_executor_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d for database %u",
-			 jq_executor_type[kind], slotno, MyDatabaseId);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", jq_executor_type[kind]);
-	worker.bgw_main_arg = Int32GetDatum(slotno);
 	start.dboid = MyDatabaseId;
 	start.generation = sched_generations[slotno];
-	memcpy(worker.bgw_extra, &start, sizeof(start));
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &sched_handles[slotno]))
+	if (!jq_bgworker_start(&sched_handles[slotno], "jq_executor_main", jq_executor_type[kind],
+						   Int32GetDatum(slotno), &start, sizeof(start),
+						   "%s %d for database %u", jq_executor_type[kind], slotno,
+						   MyDatabaseId))
 	{
 		sched_handles[slotno] = NULL;
 		jq_slot_register_failed(slotno, sched_db, kind);
