@@ -78,15 +78,15 @@ src/outcome.o: src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h sr
 src/pool.o: src/api.h src/guc.h src/job_queue.h src/pool.h src/shmem.h
 src/progress.o: src/api.h src/compat.h src/internal_sql.h src/job_queue.h src/monitor.h src/shmem.h
 src/scheduler.o: src/bgworker.h src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/monitor.h src/pool.h src/scheduler.h src/shell_job.h src/shmem.h
-src/shell_job.o: src/api.h src/guc.h src/job_queue.h src/job_run.h src/shell_job.h src/shell_run.h src/shmem.h
+src/shell_job.o: src/api.h src/guc.h src/job_queue.h src/job_run.h src/protocol.h src/shell_job.h src/shell_run.h src/shmem.h
 src/shell_run.o: src/shell_run.h
 src/shmem.o: src/guc.h src/job_queue.h src/monitor.h src/pool.h src/shmem.h
 src/slots.o: src/guc.h src/job_queue.h src/shmem.h
 src/stats.o: src/internal_sql.h src/monitor.h
 src/stats_report.o: src/api.h src/compat.h src/internal_sql.h src/monitor.h
-src/utility.o: src/claim_trace.h src/job_queue.h src/job_run.h src/shmem.h src/utility.h src/wakeup.h
+src/utility.o: src/claim_trace.h src/job_queue.h src/job_run.h src/protocol.h src/shmem.h src/utility.h src/wakeup.h
 src/wait.o: src/api.h src/internal_sql.h src/job_queue.h src/monitor.h src/shmem.h
-src/wakeup.o: src/api.h src/guc.h src/job_queue.h src/shmem.h src/wakeup.h
+src/wakeup.o: src/api.h src/guc.h src/job_queue.h src/protocol.h src/shmem.h src/wakeup.h
 
 # the TAP tests' shared module
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl

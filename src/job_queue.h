@@ -18,7 +18,6 @@
 
 #define JQ_EXTENSION_NAME	"job_queue"
 #define JQ_LIBRARY_NAME		"job_queue"
-#define JQ_NOTIFY_CHANNEL	"jq_jobs"
 #define JQ_ADMIN_ROLE		"jq_admin"
 #define JQ_WORKER_ROLE		"jq_worker"
 

@@ -47,6 +47,7 @@
 #include "api.h"
 #include "guc.h"
 #include "job_run.h"
+#include "protocol.h"
 #include "shell_job.h"
 #include "shell_run.h"
 #include "shmem.h"
@@ -99,7 +100,7 @@ shell_publish_pgid(volatile JqExecutor *slot, pid_t pgid)
 static char *
 shell_marker(Oid dboid)
 {
-	return psprintf("JQ_SERVER=%s:%u", DataDir, dboid);
+	return psprintf(JQ_ENV_SERVER "=%s:%u", DataDir, dboid);
 }
 
 /* Whether a process's environment holds the entry marker. */

@@ -30,6 +30,7 @@
 
 #include "claim_trace.h"
 #include "job_queue.h"
+#include "protocol.h"
 #include "job_run.h"
 #include "shmem.h"
 #include "utility.h"

@@ -29,6 +29,7 @@
 #include "api.h"
 #include "guc.h"
 #include "job_queue.h"
+#include "protocol.h"
 #include "shmem.h"
 #include "wakeup.h"
 
