@@ -66,11 +66,11 @@ src/claim_trace.o: src/claim_trace.h src/internal_sql.h src/job_queue.h src/job_
 src/compat.o: src/compat.h
 src/enqueue.o: src/api.h src/guc.h src/internal_sql.h src/job_queue.h src/queue_settings.h src/wakeup.h
 src/executor.o: src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shell_job.h src/shmem.h src/wakeup.h
-src/guc.o: src/guc.h src/internal_sql.h
-src/internal_sql.o: src/internal_sql.h
+src/guc.o: src/compat.h src/guc.h src/internal_sql.h
+src/internal_sql.o: src/compat.h src/internal_sql.h
 src/job_queue.o: src/guc.h src/job_queue.h src/launcher.h src/monitor.h src/shmem.h src/utility.h src/wakeup.h
 src/job_run.o: src/compat.h src/guc.h src/job_queue.h src/job_run.h src/shmem.h src/wakeup.h
-src/queue_settings.o: src/internal_sql.h src/queue_settings.h
+src/queue_settings.o: src/compat.h src/internal_sql.h src/queue_settings.h
 src/run_sql.o: src/api.h src/executor.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h
 src/launcher.o: src/bgworker.h src/job_queue.h src/launcher.h src/pool.h src/shmem.h src/wakeup.h
 src/monitor.o: src/monitor.h
@@ -78,13 +78,13 @@ src/outcome.o: src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h sr
 src/pool.o: src/api.h src/guc.h src/job_queue.h src/pool.h src/shmem.h
 src/progress.o: src/api.h src/compat.h src/internal_sql.h src/job_queue.h src/monitor.h src/shmem.h
 src/scheduler.o: src/bgworker.h src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/monitor.h src/pool.h src/scheduler.h src/shell_job.h src/shmem.h
-src/shell_job.o: src/api.h src/guc.h src/job_queue.h src/job_run.h src/protocol.h src/shell_job.h src/shell_run.h src/shmem.h
+src/shell_job.o: src/api.h src/compat.h src/guc.h src/job_queue.h src/job_run.h src/protocol.h src/shell_job.h src/shell_run.h src/shmem.h
 src/shell_run.o: src/shell_run.h
-src/shmem.o: src/guc.h src/job_queue.h src/monitor.h src/pool.h src/shmem.h
+src/shmem.o: src/compat.h src/guc.h src/job_queue.h src/monitor.h src/pool.h src/shmem.h
 src/slots.o: src/guc.h src/job_queue.h src/shmem.h
 src/stats.o: src/internal_sql.h src/monitor.h
 src/stats_report.o: src/api.h src/compat.h src/internal_sql.h src/monitor.h
-src/utility.o: src/claim_trace.h src/job_queue.h src/job_run.h src/protocol.h src/shmem.h src/utility.h src/wakeup.h
+src/utility.o: src/claim_trace.h src/compat.h src/job_queue.h src/job_run.h src/protocol.h src/shmem.h src/utility.h src/wakeup.h
 src/wait.o: src/api.h src/internal_sql.h src/job_queue.h src/monitor.h src/shmem.h
 src/wakeup.o: src/api.h src/guc.h src/job_queue.h src/protocol.h src/shmem.h src/wakeup.h
 

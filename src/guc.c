@@ -16,6 +16,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "guc.h"
 #include "internal_sql.h"
 
@@ -199,9 +200,5 @@ jq_guc_init(bool preloading)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
-	MarkGUCPrefixReserved("jq");
-#else
-	EmitWarningsOnPlaceholders("jq");
-#endif
+	jq_reserve_guc_prefix("jq");
 }

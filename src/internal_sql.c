@@ -36,6 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "internal_sql.h"
 
 /* The owner of schema jq, who owns every internal object. */
@@ -140,7 +141,7 @@ jq_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
 /*
  * The ids of the jobs a bulk insert returns: the first column of its rows,
  * gathered as they come, rather than copied into SPI's tuple table first
- * (PostgreSQL 14 and later).
+ * where PostgreSQL can (jq_spi_execute_to).
  */
 #define Anum_returned_id 1
 
@@ -158,7 +159,6 @@ isql_add_id(JqIds *ids, Datum id)
 	ids->ids[ids->n++] = DatumGetInt64(id);
 }
 
-#if PG_VERSION_NUM >= 140000
 static bool
 isql_id_receive(TupleTableSlot *slot, DestReceiver *self)
 {
@@ -177,52 +177,35 @@ static void
 isql_id_done(DestReceiver *self)
 {
 }
-#endif
 
 /* Run a plan, sending the first column of the rows it returns to ids. */
 static int
 isql_execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, JqIds *ids)
 {
-#if PG_VERSION_NUM >= 140000
+	int			ret;
+
 	if (ids)
 	{
-		SPIExecuteOptions options = {0};
 		IdReceiver	receiver = {{0}};
-		int			nargs = SPI_getargcount(plan);
-		ParamListInfo params = makeParamList(nargs);
 
-		for (int i = 0; i < nargs; i++)
-		{
-			ParamExternData *p = &params->params[i];
-
-			p->value = values[i];
-			p->isnull = nulls && nulls[i] == 'n';
-			p->pflags = PARAM_FLAG_CONST;
-			p->ptype = SPI_getargtypeid(plan, i);
-		}
 		receiver.pub.receiveSlot = isql_id_receive;
 		receiver.pub.rStartup = isql_id_startup;
 		receiver.pub.rShutdown = isql_id_done;
 		receiver.pub.rDestroy = isql_id_done;
 		receiver.pub.mydest = DestNone;
 		receiver.ids = ids;
-		options.params = params;
-		options.dest = &receiver.pub;
-		return SPI_execute_plan_extended(plan, &options);
+		if (jq_spi_execute_to(plan, values, nulls, &receiver.pub, &ret))
+			return ret;
 	}
-#endif
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	for (uint64 i = 0; ids && i < SPI_processed; i++)
 	{
-		int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
+		bool		isnull;
 
-		for (uint64 i = 0; ids && i < SPI_processed; i++)
-		{
-			bool		isnull;
-
-			isql_add_id(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-										   Anum_returned_id, &isnull));
-		}
-		return ret;
+		isql_add_id(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									   Anum_returned_id, &isnull));
 	}
+	return ret;
 }
 
 /*

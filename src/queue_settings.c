@@ -31,15 +31,9 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "internal_sql.h"
 #include "queue_settings.h"
-
-/* string keys are the default before PostgreSQL 14, which names them */
-#if PG_VERSION_NUM >= 140000
-#define QS_HASH_STRINGS HASH_STRINGS
-#else
-#define QS_HASH_STRINGS 0
-#endif
 
 /* more queue names than this and the copy starts over */
 #define QS_MAX_ENTRIES 1024
@@ -90,7 +84,7 @@ qs_reset(void)
 	ctl.entrysize = sizeof(QueueSettingsEntry);
 	ctl.hcxt = CacheMemoryContext;
 	qs_hash = hash_create("job_queue queue settings", 64, &ctl,
-						  HASH_ELEM | QS_HASH_STRINGS | HASH_CONTEXT);
+						  HASH_ELEM | JQ_HASH_STRINGS | HASH_CONTEXT);
 	qs_relid = get_relname_relid("queue", get_namespace_oid("jq", false));
 	qs_valid = true;
 }

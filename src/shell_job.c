@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "api.h"
+#include "compat.h"
 #include "guc.h"
 #include "job_run.h"
 #include "protocol.h"
@@ -220,11 +221,7 @@ shell_wait(JqShellProcess *proc, TimestampTz deadline)
 	WaitEvent	events[4];
 	long		timeout_ms;
 
-#if PG_VERSION_NUM >= 170000
-	set = CreateWaitEventSet(NULL, 4);
-#else
-	set = CreateWaitEventSet(CurrentMemoryContext, 4);
-#endif
+	set = jq_create_wait_event_set(4);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	if (proc->out.fd >= 0)

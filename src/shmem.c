@@ -28,6 +28,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "guc.h"
 #include "job_queue.h"
 #include "monitor.h"
@@ -37,9 +38,6 @@
 JqShared   *jq_shared = NULL;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 
 static Size
 shm_size(void)
@@ -51,10 +49,6 @@ shm_size(void)
 static void
 shm_request(void)
 {
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
 	RequestAddinShmemSpace(shm_size());
 	RequestNamedLWLockTranche(JQ_LIBRARY_NAME, 1);
 	jq_monitor_shmem_request();
@@ -83,12 +77,7 @@ shm_startup(void)
 void
 jq_shmem_init(void)
 {
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = shm_request;
-#else
-	shm_request();
-#endif
+	jq_on_shmem_request(shm_request);
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = shm_startup;
 }
