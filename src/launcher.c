@@ -7,7 +7,7 @@
  * The launcher connects to no database; it reads pg_database, keeps an
  * entry per database in shared memory, and starts a scheduler for every
  * entry that is not known yet to have the extension or to lack it
- * (JqDbState in job_queue.h).  A scheduler started in a database without
+ * (JqDbState in shmem.h).  A scheduler started in a database without
  * the extension marks it ABSENT and exits, so each database is probed once;
  * CREATE EXTENSION, CREATE DATABASE and the end of a DROP/RENAME of a
  * database ask for a new look.  Afterwards a database gets a scheduler when
