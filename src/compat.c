@@ -10,7 +10,6 @@
 
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/params.h"
 #include "storage/ipc.h"
 #include "utils/tuplestore.h"
 
@@ -42,39 +41,6 @@ jq_on_shmem_request(void (*request) (void))
 	shmem_request_hook = compat_shmem_request_hook;
 #else
 	request();
-#endif
-}
-
-/*
- * Execute a plan, sending the rows it returns to dest as they come rather
- * than into SPI_tuptable (PostgreSQL 14 and later): true, with its SPI
- * result in *ret.  False when this PostgreSQL cannot: the caller executes
- * the plan itself.
- */
-bool
-jq_spi_execute_to(SPIPlanPtr plan, Datum *values, const char *nulls, DestReceiver *dest,
-				  int *ret)
-{
-#if PG_VERSION_NUM >= 140000
-	SPIExecuteOptions options = {0};
-	int			nargs = SPI_getargcount(plan);
-	ParamListInfo params = makeParamList(nargs);
-
-	for (int i = 0; i < nargs; i++)
-	{
-		ParamExternData *p = &params->params[i];
-
-		p->value = values[i];
-		p->isnull = nulls && nulls[i] == 'n';
-		p->pflags = PARAM_FLAG_CONST;
-		p->ptype = SPI_getargtypeid(plan, i);
-	}
-	options.params = params;
-	options.dest = dest;
-	*ret = SPI_execute_plan_extended(plan, &options);
-	return true;
-#else
-	return false;
 #endif
 }
 

@@ -12,10 +12,8 @@
 #ifndef JQ_COMPAT_H
 #define JQ_COMPAT_H
 
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "storage/latch.h"
-#include "tcop/dest.h"
 #include "utils/hsearch.h"
 
 /* periodic timeouts (enable_timeout_every) exist since PostgreSQL 15 */
@@ -69,8 +67,11 @@ extern void InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags);
 #define JQ_READ_ONLY_TREE_ARG
 #endif
 
+/* SPI_execute_plan_extended, which can send rows to a receiver, since PostgreSQL 14 */
+#if PG_VERSION_NUM >= 140000
+#define JQ_HAVE_SPI_EXECUTE_EXTENDED 1
+#endif
+
 extern void jq_on_shmem_request(void (*request) (void));
-extern bool jq_spi_execute_to(SPIPlanPtr plan, Datum *values, const char *nulls,
-							  DestReceiver *dest, int *ret);
 
 #endif							/* JQ_COMPAT_H */

@@ -141,7 +141,7 @@ jq_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
 /*
  * The ids of the jobs a bulk insert returns: the first column of its rows,
  * gathered as they come, rather than copied into SPI's tuple table first
- * where PostgreSQL can (jq_spi_execute_to).
+ * (PostgreSQL 14 and later).
  */
 #define Anum_returned_id 1
 
@@ -159,6 +159,7 @@ isql_add_id(JqIds *ids, Datum id)
 	ids->ids[ids->n++] = DatumGetInt64(id);
 }
 
+#ifdef JQ_HAVE_SPI_EXECUTE_EXTENDED
 static bool
 isql_id_receive(TupleTableSlot *slot, DestReceiver *self)
 {
@@ -177,35 +178,52 @@ static void
 isql_id_done(DestReceiver *self)
 {
 }
+#endif
 
 /* Run a plan, sending the first column of the rows it returns to ids. */
 static int
 isql_execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, JqIds *ids)
 {
-	int			ret;
-
+#ifdef JQ_HAVE_SPI_EXECUTE_EXTENDED
 	if (ids)
 	{
+		SPIExecuteOptions options = {0};
 		IdReceiver	receiver = {{0}};
+		int			nargs = SPI_getargcount(plan);
+		ParamListInfo params = makeParamList(nargs);
 
+		for (int i = 0; i < nargs; i++)
+		{
+			ParamExternData *p = &params->params[i];
+
+			p->value = values[i];
+			p->isnull = nulls && nulls[i] == 'n';
+			p->pflags = PARAM_FLAG_CONST;
+			p->ptype = SPI_getargtypeid(plan, i);
+		}
 		receiver.pub.receiveSlot = isql_id_receive;
 		receiver.pub.rStartup = isql_id_startup;
 		receiver.pub.rShutdown = isql_id_done;
 		receiver.pub.rDestroy = isql_id_done;
 		receiver.pub.mydest = DestNone;
 		receiver.ids = ids;
-		if (jq_spi_execute_to(plan, values, nulls, &receiver.pub, &ret))
-			return ret;
+		options.params = params;
+		options.dest = &receiver.pub;
+		return SPI_execute_plan_extended(plan, &options);
 	}
-	ret = SPI_execute_plan(plan, values, nulls, false, 0);
-	for (uint64 i = 0; ids && i < SPI_processed; i++)
+#endif
 	{
-		bool		isnull;
+		int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
 
-		isql_add_id(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-									   Anum_returned_id, &isnull));
+		for (uint64 i = 0; ids && i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			isql_add_id(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										   Anum_returned_id, &isnull));
+		}
+		return ret;
 	}
-	return ret;
 }
 
 /*
