@@ -3,10 +3,12 @@ EXTENSION = job_queue
 MODULE_big = job_queue
 OBJS = \
 	src/api.o \
+	src/bgworker.o \
 	src/claim_trace.o \
 	src/compat.o \
 	src/cron.o \
 	src/dequeue.o \
+	src/enqueue.o \
 	src/executor.o \
 	src/guc.o \
 	src/internal_sql.o \
@@ -23,6 +25,7 @@ OBJS = \
 	src/shell_job.o \
 	src/shell_run.o \
 	src/shmem.o \
+	src/slots.o \
 	src/stats.o \
 	src/stats_report.o \
 	src/transition.o \
@@ -60,8 +63,35 @@ include $(PGXS)
 sql/$(EXTENSION)--1.0.sql: $(INSTALL_PARTS)
 	cat $^ > $@
 
-# every object depends on the shared header
-$(OBJS): src/job_queue.h src/shell_run.h src/monitor.h
+# each object depends on the headers it includes, directly or not
+src/api.o: src/api.h src/compat.h src/internal_sql.h src/job_queue.h
+src/bgworker.o: src/bgworker.h src/job_queue.h
+src/claim_trace.o: src/claim_trace.h src/internal_sql.h src/job_queue.h src/job_run.h src/shmem.h
+src/compat.o: src/compat.h
+src/dequeue.o: src/api.h src/compat.h src/executor.h src/internal_sql.h src/job_queue.h src/shmem.h src/wakeup.h
+src/enqueue.o: src/api.h src/guc.h src/internal_sql.h src/job_queue.h src/queue_settings.h src/wakeup.h
+src/executor.o: src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shell_job.h src/shmem.h src/wakeup.h
+src/guc.o: src/compat.h src/guc.h src/internal_sql.h
+src/internal_sql.o: src/compat.h src/internal_sql.h
+src/job_queue.o: src/guc.h src/job_queue.h src/launcher.h src/monitor.h src/shmem.h src/utility.h src/wakeup.h
+src/job_run.o: src/compat.h src/guc.h src/job_queue.h src/job_run.h src/shmem.h src/wakeup.h
+src/queue_settings.o: src/compat.h src/internal_sql.h src/queue_settings.h
+src/run_sql.o: src/api.h src/executor.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h
+src/launcher.o: src/bgworker.h src/job_queue.h src/launcher.h src/pool.h src/shmem.h src/wakeup.h
+src/monitor.o: src/monitor.h
+src/outcome.o: src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h src/wakeup.h
+src/pool.o: src/api.h src/guc.h src/job_queue.h src/pool.h src/shmem.h
+src/progress.o: src/api.h src/compat.h src/internal_sql.h src/job_queue.h src/monitor.h src/shmem.h
+src/scheduler.o: src/bgworker.h src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/monitor.h src/pool.h src/scheduler.h src/shell_job.h src/shmem.h
+src/shell_job.o: src/api.h src/compat.h src/guc.h src/job_queue.h src/job_run.h src/protocol.h src/shell_job.h src/shell_run.h src/shmem.h
+src/shell_run.o: src/shell_run.h
+src/shmem.o: src/compat.h src/guc.h src/job_queue.h src/monitor.h src/pool.h src/shmem.h
+src/slots.o: src/guc.h src/job_queue.h src/shmem.h
+src/stats.o: src/internal_sql.h src/monitor.h
+src/stats_report.o: src/api.h src/compat.h src/internal_sql.h src/monitor.h
+src/utility.o: src/claim_trace.h src/compat.h src/job_queue.h src/job_run.h src/protocol.h src/shmem.h src/utility.h src/wakeup.h
+src/wait.o: src/api.h src/internal_sql.h src/job_queue.h src/monitor.h src/shmem.h
+src/wakeup.o: src/api.h src/guc.h src/job_queue.h src/protocol.h src/shmem.h src/wakeup.h
 
 # the TAP tests' shared module
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl

@@ -49,7 +49,9 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
-#include "job_queue.h"
+#include "claim_trace.h"
+#include "internal_sql.h"
+#include "job_run.h"
 
 #define CLAIM_TRACE_PREFIX "job_queue."
 

@@ -1,19 +1,50 @@
 /*-------------------------------------------------------------------------
  *
  * compat.c
- *	  What older PostgreSQL versions lack, for job_queue (see compat.h).
+ *	  What differs between PostgreSQL versions, for job_queue (see
+ *	  compat.h), and what older versions lack.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "compat.h"
-
-#if PG_VERSION_NUM < 150001
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/tuplestore.h"
 
+#include "compat.h"
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type compat_prev_shmem_request_hook = NULL;
+static void (*compat_shmem_request) (void) = NULL;
+
+static void
+compat_shmem_request_hook(void)
+{
+	if (compat_prev_shmem_request_hook)
+		compat_prev_shmem_request_hook();
+	compat_shmem_request();
+}
+#endif
+
+/*
+ * Have request() ask for shared memory and locks: from shmem_request_hook
+ * since PostgreSQL 15, which wants it there, at once before (_PG_init).
+ */
+void
+jq_on_shmem_request(void (*request) (void))
+{
+#if PG_VERSION_NUM >= 150000
+	compat_shmem_request = request;
+	compat_prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = compat_shmem_request_hook;
+#else
+	request();
+#endif
+}
+
+#if PG_VERSION_NUM < 150001
 /* A set-returning function's tuplestore, built by hand. */
 void
 InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)

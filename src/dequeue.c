@@ -41,8 +41,13 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
 #include "compat.h"
+#include "executor.h"
+#include "internal_sql.h"
 #include "job_queue.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* the parameters of the claim statements, in order */
 enum

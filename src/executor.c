@@ -61,7 +61,16 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "claim_trace.h"
+#include "executor.h"
+#include "guc.h"
+#include "internal_sql.h"
 #include "job_queue.h"
+#include "job_run.h"
+#include "outcome.h"
+#include "shell_job.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* what pg_stat_activity shows as backend_type, by kind of job */
 const char *const jq_executor_type[JQ_NUM_KINDS] = {"job_queue executor",
@@ -74,18 +83,13 @@ static MemoryContext exe_batch_cxt;
 static void
 exe_detach(int code, Datum arg)
 {
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	exe_slot->pid = 0;
-	exe_slot->latch = NULL;
-	exe_slot->idle = false;
-	LWLockRelease(jq_shared->lock);
+	jq_slot_detach(exe_slot);
 }
 
 /* Take over the slot the scheduler reserved, unless it was handed on since. */
 static void
 exe_attach(const JqExecutorStart *start)
 {
-	bool		mine;
 	int64		token;
 
 	if (!pg_strong_random(&token, sizeof(token)))
@@ -93,107 +97,20 @@ exe_attach(const JqExecutorStart *start)
 	token &= PG_INT64_MAX;		/* positive and, below, not zero */
 	token |= 1;
 
-	exe_slot = &jq_shared->executors[exe_slotno];
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	mine = exe_slot->dboid == start->dboid &&
-		exe_slot->generation == start->generation && exe_slot->pid == 0;
-	if (mine)
-	{
-		JqDatabase *db = jq_find_database(start->dboid);
-
-		if (db)
-			jq_pool_wait_over(db);
-		exe_slot->pid = MyProcPid;
-		exe_slot->latch = MyLatch;
-		exe_slot->token = token;
-		exe_slot->current_job = 0;
-		memset((void *) exe_slot->cancel_jobs, 0, sizeof(exe_slot->cancel_jobs));
-	}
-	LWLockRelease(jq_shared->lock);
-	if (!mine)
+	exe_slot = jq_slot_attach(exe_slotno, start, token);
+	if (exe_slot == NULL)
 		proc_exit(0);
 	before_shmem_exit(exe_detach, (Datum) 0);
 }
 
-static void
-exe_set_idle(bool idle)
-{
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	exe_slot->idle = idle;
-	LWLockRelease(jq_shared->lock);
-}
-
-/*
- * Before looking for work: mark the executor idle, so that commits wake it,
- * and forget cancellations meant for the jobs of its previous claim (those
- * for the next one can only come once it has claimed them).
- */
-static void
-exe_before_claim(void)
-{
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	exe_slot->idle = true;
-	memset((void *) exe_slot->cancel_jobs, 0, sizeof(exe_slot->cancel_jobs));
-	LWLockRelease(jq_shared->lock);
-}
-
-/*
- * A claim found nothing and no commit woke the executor since: whatever
- * asked for one more executor of its kind has been served.
- */
-static void
-exe_found_nothing(void)
-{
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	if (exe_slot->idle)
-	{
-		JqDatabase *db = jq_find_database(MyDatabaseId);
-
-		if (db)
-		{
-			db->want[exe_slot->kind] = false;
-			jq_pool_wait_over(db);
-		}
-	}
-	LWLockRelease(jq_shared->lock);
-}
-
-static void
-exe_set_current(int64 job_id)
-{
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	exe_slot->current_job = job_id;
-	LWLockRelease(jq_shared->lock);
-}
-
 /*
  * Leave the pool holding no job: asked to by the launcher (leave), or idle
- * for jq.executor_idle_timeout, unless a commit woke it meanwhile.  One
- * that leaves busy, or woken, asks for an executor again: its kind may
- * have work left.
+ * for jq.executor_idle_timeout, unless a commit woke it meanwhile.
  */
 static void
 exe_leave_pool(bool busy)
 {
-	bool		go;
-
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	go = exe_slot->leave || exe_slot->idle;
-	if (go)
-	{
-		JqDatabase *db = jq_find_database(MyDatabaseId);
-
-		if ((busy || !exe_slot->idle) && db)
-		{
-			/* not counted any more, so that the request counts */
-			exe_slot->leave = true;
-			jq_request_executor(db, exe_slot->kind);
-		}
-		exe_slot->leave = true;
-		exe_slot->clean_exit = true;
-	}
-	LWLockRelease(jq_shared->lock);
-	if (go)
+	if (jq_slot_leave_pool(exe_slot, busy))
 		proc_exit(0);
 }
 
@@ -201,9 +118,7 @@ exe_leave_pool(bool busy)
 static void
 exe_leave(void)
 {
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	exe_slot->dboid = InvalidOid;
-	LWLockRelease(jq_shared->lock);
+	jq_slot_give_back(exe_slot);
 	proc_exit(0);
 }
 
@@ -449,7 +364,7 @@ exe_run_batch(JqJob *jobs, int n)
 			first_open = i;
 		}
 
-		exe_set_current(job->id);
+		jq_slot_set_current(exe_slot, job->id);
 		if (!exe_cancelled_before_start(job))
 		{
 			MemoryContext old = MemoryContextSwitchTo(exe_batch_cxt);
@@ -459,7 +374,7 @@ exe_run_batch(JqJob *jobs, int n)
 			jq_run_job(job, exe_slot);
 			MemoryContextSwitchTo(old);
 		}
-		exe_set_current(0);
+		jq_slot_set_current(exe_slot, 0);
 	}
 	jq_finish_jobs(jobs + first_open, n - first_open, JQ_KIND_BIT(exe_slot->kind));
 	CommitTransactionCommand();
@@ -474,7 +389,7 @@ exe_run_batch(JqJob *jobs, int n)
 static void
 exe_run_shell(JqJob *job)
 {
-	exe_set_current(job->id);
+	jq_slot_set_current(exe_slot, job->id);
 	if (!exe_cancelled_before_start(job))
 	{
 		MemoryContext old = MemoryContextSwitchTo(exe_batch_cxt);
@@ -493,7 +408,7 @@ exe_run_shell(JqJob *job)
 		jq_wake_at_commit_for(GetCurrentTimestamp(), JQ_KIND_BIT(JQ_KIND_SHELL));
 	CommitTransactionCommand();
 	RESUME_INTERRUPTS();
-	exe_set_current(0);
+	jq_slot_set_current(exe_slot, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -544,7 +459,7 @@ jq_executor_main(Datum main_arg)
 			exe_leave_pool(!woken);
 
 		MemoryContextReset(exe_batch_cxt);
-		exe_before_claim();
+		jq_slot_before_claim(exe_slot);
 		n = exe_claim(&jobs, woken);
 		if (n == 0 && (!woken || idle_since == 0))
 			idle_since = GetCurrentTimestamp();
@@ -553,7 +468,7 @@ jq_executor_main(Datum main_arg)
 		{
 			long		timeout_ms = jq_ms_until(jq_next_wakeup(MyDatabaseId));
 
-			exe_found_nothing();
+			jq_slot_found_nothing(exe_slot);
 
 			/* a timer already past is the scheduler's: it wakes us after its tick */
 			if (timeout_ms == 0)
@@ -573,7 +488,7 @@ jq_executor_main(Datum main_arg)
 							 timeout_ms, PG_WAIT_EXTENSION);
 			continue;
 		}
-		exe_set_idle(false);
+		jq_slot_set_idle(exe_slot, false);
 
 		/* a full claim means more work is likely waiting: share it */
 		if (exe_slot->kind == JQ_KIND_SHELL || n == jq_batch_size)

@@ -10,11 +10,15 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-#include "job_queue.h"
+#include "compat.h"
+#include "guc.h"
+#include "internal_sql.h"
 
 bool		jq_execute_in_server = true;
 int			jq_max_executors = 16;
@@ -196,9 +200,5 @@ jq_guc_init(bool preloading)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
-	MarkGUCPrefixReserved("jq");
-#else
-	EmitWarningsOnPlaceholders("jq");
-#endif
+	jq_reserve_guc_prefix("jq");
 }

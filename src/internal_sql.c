@@ -36,7 +36,8 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "job_queue.h"
+#include "compat.h"
+#include "internal_sql.h"
 
 /* The owner of schema jq, who owns every internal object. */
 static Oid
@@ -142,6 +143,8 @@ jq_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
  * gathered as they come, rather than copied into SPI's tuple table first
  * (PostgreSQL 14 and later).
  */
+#define Anum_returned_id 1
+
 typedef struct IdReceiver
 {
 	DestReceiver pub;
@@ -156,13 +159,13 @@ isql_add_id(JqIds *ids, Datum id)
 	ids->ids[ids->n++] = DatumGetInt64(id);
 }
 
-#if PG_VERSION_NUM >= 140000
+#ifdef JQ_HAVE_SPI_EXECUTE_EXTENDED
 static bool
 isql_id_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	bool		isnull;
 
-	isql_add_id(((IdReceiver *) self)->ids, slot_getattr(slot, 1, &isnull));
+	isql_add_id(((IdReceiver *) self)->ids, slot_getattr(slot, Anum_returned_id, &isnull));
 	return true;
 }
 
@@ -181,7 +184,7 @@ isql_id_done(DestReceiver *self)
 static int
 isql_execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, JqIds *ids)
 {
-#if PG_VERSION_NUM >= 140000
+#ifdef JQ_HAVE_SPI_EXECUTE_EXTENDED
 	if (ids)
 	{
 		SPIExecuteOptions options = {0};
@@ -217,7 +220,7 @@ isql_execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, JqIds *ids)
 			bool		isnull;
 
 			isql_add_id(ids, SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-										   1, &isnull));
+										   Anum_returned_id, &isnull));
 		}
 		return ret;
 	}

@@ -16,8 +16,12 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
-#include "job_queue.h"
+#include "guc.h"
+#include "launcher.h"
 #include "monitor.h"
+#include "shmem.h"
+#include "utility.h"
+#include "wakeup.h"
 
 PG_MODULE_MAGIC;
 

@@ -45,7 +45,10 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "job_queue.h"
+#include "guc.h"
+#include "job_run.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* rows of a job's last statement kept as its result */
 #define JQ_RESULT_MAX_ROWS 100

@@ -7,7 +7,7 @@
  * The launcher connects to no database; it reads pg_database, keeps an
  * entry per database in shared memory, and starts a scheduler for every
  * entry that is not known yet to have the extension or to lack it
- * (JqDbState in job_queue.h).  A scheduler started in a database without
+ * (JqDbState in shmem.h).  A scheduler started in a database without
  * the extension marks it ABSENT and exits, so each database is probed once;
  * CREATE EXTENSION, CREATE DATABASE and the end of a DROP/RENAME of a
  * database ask for a new look.  Afterwards a database gets a scheduler when
@@ -31,6 +31,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -43,7 +44,12 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgworker.h"
 #include "job_queue.h"
+#include "launcher.h"
+#include "pool.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* a scheduler that stopped is not restarted sooner than this */
 #define LAUNCHER_RESTART_DELAY_MS 1000
@@ -64,26 +70,13 @@ static LauncherScheduler launcher_schedulers[JQ_MAX_DATABASES];
 void
 jq_launcher_register(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "job_queue launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "job_queue launcher");
-	RegisterBackgroundWorker(&worker);
+	jq_bgworker_register("jq_launcher_main", "job_queue launcher", 5);
 }
 
 static void
 launcher_detach(int code, Datum arg)
 {
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	jq_shared->launcher_pid = 0;
-	jq_shared->launcher_latch = NULL;
-	LWLockRelease(jq_shared->lock);
+	jq_launcher_detach();
 }
 
 /* The databases that accept connections. */
@@ -124,57 +117,19 @@ static void
 launcher_sync_databases(void)
 {
 	List	   *oids = launcher_list_databases();
-	ListCell   *lc;
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < JQ_MAX_DATABASES; i++)
-	{
-		JqDatabase *db = &jq_shared->databases[i];
-
-		if (db->dboid == InvalidOid || list_member_oid(oids, db->dboid) ||
-			db->scheduler_pid != 0)
-			continue;
-		/* dropped: forget it, and the executor slots its workers left */
-		for (int j = 0; j < jq_max_executors; j++)
-		{
-			JqExecutor *e = &jq_shared->executors[j];
-
-			if (e->dboid == db->dboid && e->pid == 0)
-				e->dboid = InvalidOid;
-		}
-		memset(db, 0, sizeof(JqDatabase));
-	}
-	foreach(lc, oids)
-	{
-		if (jq_get_database(lfirst_oid(lc)) == NULL)
-		{
-			ereport(WARNING,
-					(errmsg("job_queue can track at most %d databases", JQ_MAX_DATABASES)));
-			break;
-		}
-	}
-	LWLockRelease(jq_shared->lock);
+	jq_sync_databases(oids);
 	list_free(oids);
 }
 
 static bool
 launcher_start_scheduler(int i, Oid dboid, uint32 recheck)
 {
-	BackgroundWorker worker;
 	LauncherScheduler *s = &launcher_schedulers[i];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_scheduler_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "job_queue scheduler for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "job_queue scheduler");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &s->handle))
+	if (!jq_bgworker_start(&s->handle, "jq_scheduler_main", "job_queue scheduler",
+						   ObjectIdGetDatum(dboid), NULL, 0,
+						   "job_queue scheduler for database %u", dboid))
 	{
 		s->handle = NULL;
 		return false;
@@ -184,6 +139,16 @@ launcher_start_scheduler(int i, Oid dboid, uint32 recheck)
 	s->started = GetCurrentTimestamp();
 	return true;
 }
+
+/* The databases whose scheduler is to start, in order, and the next timer of the others */
+typedef struct LauncherDue
+{
+	TimestampTz now;
+	TimestampTz wake_at;
+	int			order[JQ_MAX_DATABASES];
+	TimestampTz keys[JQ_MAX_DATABASES];
+	int			n;
+} LauncherDue;
 
 /*
  * Whether a database needs its scheduler now: to find out whether it has
@@ -204,6 +169,26 @@ launcher_needs_scheduler(JqDatabase *db, JqDatabase *first, TimestampTz now,
 }
 
 /*
+ * A database whose scheduler is to start takes its place in due->order:
+ * by waiting time, those that wait for nothing last (jq_visit_databases).
+ */
+static void
+launcher_consider(int i, JqDatabase *db, JqDatabase *first, void *arg)
+{
+	LauncherDue *due = arg;
+	int			j;
+
+	if (launcher_schedulers[i].handle != NULL ||
+		!launcher_needs_scheduler(db, first, due->now, &due->wake_at))
+		return;
+	due->keys[i] = db->waiting_since != 0 ? db->waiting_since : DT_NOEND;
+	for (j = due->n; j > 0 && due->keys[due->order[j - 1]] > due->keys[i]; j--)
+		due->order[j] = due->order[j - 1];
+	due->order[j] = i;
+	due->n++;
+}
+
+/*
  * Start the schedulers that should run: that of the database first in line
  * for an executor first, then those that probe or tick.  Returns how long
  * to sleep before trying again (-1: until woken).
@@ -212,16 +197,14 @@ static long
 launcher_start_schedulers(void)
 {
 	long		timeout_ms = -1;
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz wake_at = DT_NOEND;
-	int			order[JQ_MAX_DATABASES];
-	TimestampTz keys[JQ_MAX_DATABASES];
-	int			n = 0;
+	LauncherDue due;
 
+	due.now = GetCurrentTimestamp();
+	due.wake_at = DT_NOEND;
+	due.n = 0;
 	for (int i = 0; i < JQ_MAX_DATABASES; i++)
 	{
 		LauncherScheduler *s = &launcher_schedulers[i];
-		JqDatabase *db = &jq_shared->databases[i];
 		pid_t		pid;
 
 		if (s->handle != NULL &&
@@ -230,55 +213,24 @@ launcher_start_schedulers(void)
 			pfree(s->handle);
 			s->handle = NULL;
 			/* a probe that died before deciding: nothing to run there */
-			LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-			if (db->dboid == s->dboid && db->state == JQ_DB_UNKNOWN &&
-				db->recheck == s->recheck)
-				db->state = JQ_DB_ABSENT;
-			LWLockRelease(jq_shared->lock);
+			jq_scheduler_stopped(i, s->dboid, s->recheck);
 			/* its worker slot is free */
 			jq_pool_worker_exited();
 		}
 	}
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	if (jq_shared->shortage_since == 0)
+	jq_visit_databases(launcher_consider, &due);
+	if (due.wake_at != DT_NOEND)
+		timeout_ms = jq_ms_until(due.wake_at);
+
+	for (int k = 0; k < due.n; k++)
 	{
-		JqDatabase *first = jq_pool_first_in_line();
-
-		for (int i = 0; i < JQ_MAX_DATABASES; i++)
-		{
-			JqDatabase *db = &jq_shared->databases[i];
-			int			j;
-
-			if (launcher_schedulers[i].handle != NULL ||
-				!launcher_needs_scheduler(db, first, now, &wake_at))
-				continue;
-			/* insertion by waiting time; those that wait for nothing last */
-			keys[i] = db->waiting_since != 0 ? db->waiting_since : DT_NOEND;
-			for (j = n; j > 0 && keys[order[j - 1]] > keys[i]; j--)
-				order[j] = order[j - 1];
-			order[j] = i;
-			n++;
-		}
-	}
-	LWLockRelease(jq_shared->lock);
-	if (wake_at != DT_NOEND)
-		timeout_ms = jq_ms_until(wake_at);
-
-	for (int k = 0; k < n; k++)
-	{
-		int			i = order[k];
+		int			i = due.order[k];
 		LauncherScheduler *s = &launcher_schedulers[i];
-		JqDatabase *db = &jq_shared->databases[i];
-		Oid			dboid;
-		uint32		recheck;
-		bool		failed;
-
-		LWLockAcquire(jq_shared->lock, LW_SHARED);
-		dboid = db->dboid;
-		recheck = db->recheck;
-		failed = db->scheduler_failed;
-		LWLockRelease(jq_shared->lock);
+		JqDatabase	db = jq_database_copy(i);
+		Oid			dboid = db.dboid;
+		uint32		recheck = db.recheck;
+		bool		failed = db.scheduler_failed;
 
 		/* restarting after a failure waits; a request to look again does not */
 		if (failed && s->dboid == dboid && s->recheck == recheck &&
@@ -318,13 +270,7 @@ launcher_pool_settings(void)
 	}
 	if (!grew)
 		return;
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < JQ_MAX_DATABASES; i++)
-	{
-		if (jq_shared->databases[i].state == JQ_DB_ACTIVE)
-			jq_request_probe(&jq_shared->databases[i]);
-	}
-	LWLockRelease(jq_shared->lock);
+	jq_probe_active_databases();
 }
 
 void
@@ -337,10 +283,7 @@ jq_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("job_queue launcher");
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	jq_shared->launcher_pid = MyProcPid;
-	jq_shared->launcher_latch = MyLatch;
-	LWLockRelease(jq_shared->lock);
+	jq_launcher_attach();
 	before_shmem_exit(launcher_detach, (Datum) 0);
 
 	for (;;)
@@ -358,7 +301,7 @@ jq_launcher_main(Datum main_arg)
 		launcher_pool_settings();
 
 		launcher_sync_databases();
-		hand_out_ms = jq_pool_hand_out();
+		hand_out_ms = jq_hand_out_executors();
 		timeout_ms = launcher_start_schedulers();
 		if (hand_out_ms >= 0)
 			timeout_ms = timeout_ms < 0 ? hand_out_ms : Min(timeout_ms, hand_out_ms);
@@ -368,4 +311,20 @@ jq_launcher_main(Datum main_arg)
 						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0),
 						 timeout_ms, PG_WAIT_EXTENSION);
 	}
+}
+
+PG_FUNCTION_INFO_V1(jq_extension_created);
+
+/* jq._extension_created(): run by the extension script. */
+Datum
+jq_extension_created(PG_FUNCTION_ARGS)
+{
+	if (!jq_preloaded)
+		ereport(WARNING,
+				(errmsg("job_queue is not in shared_preload_libraries: no in-server worker will run jobs"),
+				 errdetail("Jobs can be enqueued, and external workers can run them with jq_dequeue()."),
+				 errhint("Add job_queue to shared_preload_libraries in postgresql.conf and restart the server.")));
+	else
+		jq_recheck_at_commit();
+	PG_RETURN_VOID();
 }

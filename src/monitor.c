@@ -16,7 +16,6 @@
 #include "utils/acl.h"
 #include "utils/guc.h"
 
-#include "job_queue.h"
 #include "monitor.h"
 
 int			jq_monitor_max_queues = 256;

@@ -23,7 +23,10 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "job_queue.h"
+#include "internal_sql.h"
+#include "job_run.h"
+#include "outcome.h"
+#include "wakeup.h"
 
 static Datum
 outcome_text_array(char **strs, int n)

@@ -29,7 +29,10 @@
  * unless its database is first in line.
  *
  * Waiting for a slot is a latch wait of the launcher and of the database's
- * scheduler; nothing here runs SQL.
+ * scheduler; nothing here runs SQL.  Nothing here takes the lock of shared
+ * memory or writes it either: the hand-out runs under the lock shmem.c takes
+ * (jq_hand_out_executors) and records its decisions through shmem.c and
+ * slots.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -44,7 +47,11 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
+#include "guc.h"
 #include "job_queue.h"
+#include "pool.h"
+#include "shmem.h"
 
 /* a busy executor keeps its slot at least this long before it makes room */
 #define POOL_QUANTUM_MS 1000
@@ -81,82 +88,6 @@ jq_pool_count(Oid dboid, int kind)
 	return n;
 }
 
-static void
-pool_wake_launcher(void)
-{
-	if (jq_shared->launcher_latch)
-		SetLatch(jq_shared->launcher_latch);
-}
-
-/*
- * Ask for one more executor of a kind for a database, unless it has as
- * many as it may.  Caller holds the lock exclusively; it cannot fail.
- */
-void
-jq_request_executor(JqDatabase *db, JqJobKind kind)
-{
-	if (db->state == JQ_DB_ABSENT || db->want[kind] ||
-		jq_pool_count(db->dboid, kind) >= jq_pool_size(kind))
-		return;
-	db->want[kind] = true;
-	if (db->waiting_since == 0)
-		db->waiting_since = GetCurrentTimestamp();
-	pool_wake_launcher();
-}
-
-/*
- * Jobs of a kind not known became runnable: the scheduler looks which
- * kinds it has executors missing for.  Caller holds the lock exclusively.
- */
-void
-jq_request_probe(JqDatabase *db)
-{
-	if (db->state == JQ_DB_ABSENT || !jq_execute_in_server || db->probe)
-		return;
-	db->probe = true;
-	if (db->scheduler_latch)
-		SetLatch(db->scheduler_latch);
-	else
-		pool_wake_launcher();
-}
-
-/*
- * A database's wait is over once it asks for nothing more and an executor
- * it asked for has started (or the request was withdrawn).  Caller holds
- * the lock exclusively.
- */
-void
-jq_pool_wait_over(JqDatabase *db)
-{
-	if (!db->want[JQ_KIND_SQL] && !db->want[JQ_KIND_SHELL])
-	{
-		db->waiting_since = 0;
-		db->waiting_logged = false;
-	}
-}
-
-/* A worker of ours has exited and freed its slot: hand out again. */
-void
-jq_pool_worker_exited(void)
-{
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	jq_shared->shortage_since = 0;
-	jq_shared->preempted_at = 0;
-	pool_wake_launcher();
-	LWLockRelease(jq_shared->lock);
-}
-
-/* The postmaster had no background worker slot left. */
-void
-jq_pool_shortage(void)
-{
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	if (jq_shared->shortage_since == 0)
-		jq_shared->shortage_since = GetCurrentTimestamp();
-	pool_wake_launcher();
-	LWLockRelease(jq_shared->lock);
-}
-
 /*
  * The request first in line: of the database with the fewest executors,
  * among equals the oldest.  Requests that can no longer be met are
@@ -182,8 +113,7 @@ pool_first_request(JqDatabase **first, JqJobKind *first_kind)
 				(db->state == JQ_DB_ABSENT ||
 				 jq_pool_count(db->dboid, kind) >= jq_pool_size((JqJobKind) kind)))
 			{
-				db->want[kind] = false;
-				jq_pool_wait_over(db);
+				jq_pool_withdraw(db, (JqJobKind) kind);
 			}
 		}
 		if (!db->want[JQ_KIND_SQL] && !db->want[JQ_KIND_SHELL])
@@ -222,24 +152,7 @@ pool_hand_slot(JqDatabase *db, JqJobKind kind)
 
 		if (e->dboid != InvalidOid)
 			continue;
-		e->dboid = db->dboid;
-		e->kind = kind;
-		e->generation++;
-		e->handed_out = GetCurrentTimestamp();
-		e->registered = false;
-		e->leave = false;
-		e->clean_exit = false;
-		e->pid = 0;
-		e->latch = NULL;
-		e->idle = false;
-		e->token = 0;
-		e->current_job = 0;
-		e->shell_pgid = 0;
-		memset(e->cancel_jobs, 0, sizeof(e->cancel_jobs));
-
-		/* it waits on until the executor has started */
-		db->want[kind] = false;
-		SetLatch(db->scheduler_latch);
+		jq_slot_hand_out(e, db, kind);
 		return true;
 	}
 	return false;
@@ -293,14 +206,13 @@ pool_make_room(JqDatabase *target, JqJobKind kind, long *retry_ms)
 	}
 	if (idle)
 	{
-		idle->leave = true;
-		SetLatch(idle->latch);
+		jq_slot_ask_to_leave(idle);
 		return true;
 	}
 	if (busy)
 	{
 		/* it leaves before its next claim: no job of it is cut short */
-		busy->leave = true;
+		jq_slot_ask_to_leave(busy);
 		return true;
 	}
 	return false;
@@ -309,23 +221,17 @@ pool_make_room(JqDatabase *target, JqJobKind kind, long *retry_ms)
 /*
  * The launcher's hand-out: answer requests while slots are free, and make
  * room for the first that cannot be answered.  Returns how long to sleep
- * before looking again (-1: until woken).
+ * before looking again (-1: until woken).  Caller holds the lock
+ * exclusively (jq_hand_out_executors).
  */
 long
-jq_pool_hand_out(void)
+jq_pool_hand_out_locked(TimestampTz now)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	long		timeout_ms = -1;
 	JqDatabase *db;
 	JqJobKind	kind;
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	if (jq_shared->shortage_since != 0 &&
-		TimestampDifferenceExceeds(jq_shared->shortage_since, now, POOL_RETRY_MS))
-		jq_shared->shortage_since = 0;
-	if (jq_shared->preempted_at != 0 &&
-		TimestampDifferenceExceeds(jq_shared->preempted_at, now, POOL_RETRY_MS))
-		jq_shared->preempted_at = 0;
+	jq_pool_expire_holds(now, POOL_RETRY_MS);
 
 	while (pool_first_request(&db, &kind))
 	{
@@ -350,14 +256,14 @@ jq_pool_hand_out(void)
 							   "The server has no background worker slot free." :
 							   "Every executor slot (jq.max_executors) is in use."),
 					 errhint("Databases take turns; see the sizing rule in the job_queue README.")));
-			db->waiting_logged = true;
+			jq_pool_wait_logged(db);
 		}
 		if (jq_shared->preempted_at == 0)
 		{
 			long		retry_ms;
 
 			if (pool_make_room(db, kind, &retry_ms))
-				jq_shared->preempted_at = now;
+				jq_pool_preempted(now);
 			else if (retry_ms >= 0 && retry_ms < POOL_RETRY_MS)
 				timeout_ms = retry_ms;
 		}
@@ -379,12 +285,11 @@ jq_pool_hand_out(void)
 		if (due->dboid != InvalidOid && due->state == JQ_DB_ACTIVE && !due->blocked &&
 			due->scheduler_latch == NULL && (due->probe || due->next_wakeup <= now) &&
 			pool_make_room(due, JQ_KIND_SQL, &retry_ms))
-			jq_shared->preempted_at = now;
+			jq_pool_preempted(now);
 	}
 	/* no scheduler starts during a shortage, not even for its timer */
 	if (jq_shared->shortage_since != 0 && (timeout_ms < 0 || timeout_ms > POOL_RETRY_MS))
 		timeout_ms = POOL_RETRY_MS;
-	LWLockRelease(jq_shared->lock);
 	return timeout_ms;
 }
 
@@ -428,10 +333,13 @@ jq_executor_pool(PG_FUNCTION_ARGS)
 
 		if (jq_shared != NULL)
 		{
-			LWLockAcquire(jq_shared->lock, LW_SHARED);
+			JqDatabase *dbs = palloc(sizeof(JqDatabase) * JQ_MAX_DATABASES);
+			JqExecutor *executors = palloc(sizeof(JqExecutor) * jq_max_executors);
+
+			jq_shmem_copy(dbs, executors);
 			for (int i = 0; i < JQ_MAX_DATABASES; i++)
 			{
-				JqDatabase *db = &jq_shared->databases[i];
+				JqDatabase *db = &dbs[i];
 				PoolRow    *row = &rows[n];
 
 				if (db->dboid == InvalidOid || db->state != JQ_DB_ACTIVE ||
@@ -440,7 +348,7 @@ jq_executor_pool(PG_FUNCTION_ARGS)
 				row->dboid = db->dboid;
 				for (int j = 0; j < jq_max_executors; j++)
 				{
-					JqExecutor *e = &jq_shared->executors[j];
+					JqExecutor *e = &executors[j];
 
 					if (e->dboid == db->dboid)
 						row->counts[e->kind][e->idle ? 1 : 0]++;
@@ -449,7 +357,8 @@ jq_executor_pool(PG_FUNCTION_ARGS)
 				row->waiting_since = db->waiting_since;
 				n++;
 			}
-			LWLockRelease(jq_shared->lock);
+			pfree(dbs);
+			pfree(executors);
 		}
 		funcctx->max_calls = n;
 		MemoryContextSwitchTo(old);

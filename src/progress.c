@@ -41,9 +41,12 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
 #include "compat.h"
+#include "internal_sql.h"
 #include "job_queue.h"
 #include "monitor.h"
+#include "shmem.h"
 
 #define PROGRESS_MESSAGE_MAX	256
 #define PROGRESS_DATA_MAX		1024
@@ -369,21 +372,17 @@ jq_progress_take(int64 job_id, bool is_shell, Datum *progress, TimestampTz *at)
 static int64
 progress_own_job(void)
 {
-	int64		job_id = 0;
-
 	if (jq_shared == NULL)
 		return 0;
-	LWLockAcquire(jq_shared->lock, LW_SHARED);
-	for (int i = 0; i < jq_max_executors; i++)
-	{
-		JqExecutor *e = &jq_shared->executors[i];
-
-		if (e->pid == MyProcPid && e->dboid == MyDatabaseId)
-			job_id = e->current_job;
-	}
-	LWLockRelease(jq_shared->lock);
-	return job_id;
+	return jq_slot_own_job();
 }
+
+/* columns of the running job jq_progress reports on */
+enum
+{
+	Anum_reported_owner = 1,
+	Anum_reported_attempts
+};
 
 PG_FUNCTION_INFO_V1(jq_progress);
 
@@ -452,9 +451,11 @@ jq_progress(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not look up job " INT64_FORMAT, job_id);
 	jq_as_caller(&ctx);
 	owner = SPI_processed == 0 ? InvalidOid :
-		DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   Anum_reported_owner, &isnull));
 	attempts = SPI_processed == 0 ? 0 :
-		DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									Anum_reported_attempts, &isnull));
 	SPI_finish();
 
 	/* another role's job is as absent as one that does not run */
@@ -490,7 +491,24 @@ static const char *const progress_running_sql =
 "WHERE j.state = 'running' AND (j.owner OPERATOR(pg_catalog.=) $1 OR $2) "
 "ORDER BY j.started_at, j.id";
 
+/* its columns */
+enum
+{
+	Anum_running_id = 1,
+	Anum_running_queue,
+	Anum_running_kind,
+	Anum_running_command,
+	Anum_running_owner,
+	Anum_running_lease_owner,
+	Anum_running_started_at,
+	Anum_running_attempts,
+	Anum_running_max_attempts,
+	Anum_running_in_server
+};
+
+/* the columns of jq_running: those of the statement, the pid after owner */
 #define RUNNING_COLS 12
+#define RUNNING_VALUE(anum) ((anum) - 1 + ((anum) > Anum_running_owner))
 
 PG_FUNCTION_INFO_V1(jq_running_jobs);
 
@@ -534,34 +552,22 @@ jq_running_jobs(PG_FUNCTION_ARGS)
 		int64		job_id;
 		int32		attempts;
 		pid_t		pid = 0;
+		JqJobKind	kind;
 		bool		is_shell = false;
 		ProgressEntry p;
 		ProgressKey key;
 		ProgressEntry *e;
 		bool		has_progress = false;
 
-		for (int c = 0; c < 9; c++)
-			values[c < 5 ? c : c + 1] = SPI_getbinval(tup, desc, c + 1, &nulls[c < 5 ? c : c + 1]);
-		in_server = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-		job_id = DatumGetInt64(values[0]);
-		attempts = DatumGetInt32(values[8]);
+		for (int a = Anum_running_id; a <= Anum_running_max_attempts; a++)
+			values[RUNNING_VALUE(a)] = SPI_getbinval(tup, desc, a, &nulls[RUNNING_VALUE(a)]);
+		in_server = DatumGetBool(SPI_getbinval(tup, desc, Anum_running_in_server, &isnull));
+		job_id = DatumGetInt64(values[RUNNING_VALUE(Anum_running_id)]);
+		attempts = DatumGetInt32(values[RUNNING_VALUE(Anum_running_attempts)]);
 
 		/* the executor running it, if in-server */
-		if (in_server && jq_shared != NULL)
-		{
-			LWLockAcquire(jq_shared->lock, LW_SHARED);
-			for (int s = 0; s < jq_max_executors; s++)
-			{
-				JqExecutor *x = &jq_shared->executors[s];
-
-				if (x->dboid == MyDatabaseId && x->current_job == job_id && x->pid != 0)
-				{
-					pid = x->pid;
-					is_shell = x->kind == JQ_KIND_SHELL;
-				}
-			}
-			LWLockRelease(jq_shared->lock);
-		}
+		if (in_server && jq_shared != NULL && jq_slot_running(job_id, &pid, &kind))
+			is_shell = kind == JQ_KIND_SHELL;
 		values[5] = Int32GetDatum(pid);
 		nulls[5] = pid == 0;
 

@@ -31,17 +31,22 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "job_queue.h"
-
-/* string keys are the default before PostgreSQL 14, which names them */
-#if PG_VERSION_NUM >= 140000
-#define QS_HASH_STRINGS HASH_STRINGS
-#else
-#define QS_HASH_STRINGS 0
-#endif
+#include "compat.h"
+#include "internal_sql.h"
+#include "queue_settings.h"
 
 /* more queue names than this and the copy starts over */
 #define QS_MAX_ENTRIES 1024
+
+/* columns of qs_read's statement */
+enum
+{
+	Anum_qs_default_priority = 1,
+	Anum_qs_default_max_attempts,
+	Anum_qs_default_timeout,
+	Anum_qs_limited,
+	Anum_qs_max_ready
+};
 
 typedef struct QueueSettingsEntry
 {
@@ -79,7 +84,7 @@ qs_reset(void)
 	ctl.entrysize = sizeof(QueueSettingsEntry);
 	ctl.hcxt = CacheMemoryContext;
 	qs_hash = hash_create("job_queue queue settings", 64, &ctl,
-						  HASH_ELEM | QS_HASH_STRINGS | HASH_CONTEXT);
+						  HASH_ELEM | JQ_HASH_STRINGS | HASH_CONTEXT);
 	qs_relid = get_relname_relid("queue", get_namespace_oid("jq", false));
 	qs_valid = true;
 }
@@ -115,18 +120,18 @@ qs_read(const char *name, JqQueueSettings *settings)
 		return;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	d = SPI_getbinval(tup, desc, 1, &isnull);
+	d = SPI_getbinval(tup, desc, Anum_qs_default_priority, &isnull);
 	settings->has_priority = !isnull;
 	settings->default_priority = isnull ? 0 : DatumGetInt32(d);
-	d = SPI_getbinval(tup, desc, 2, &isnull);
+	d = SPI_getbinval(tup, desc, Anum_qs_default_max_attempts, &isnull);
 	settings->has_max_attempts = !isnull;
 	settings->default_max_attempts = isnull ? 0 : DatumGetInt32(d);
-	d = SPI_getbinval(tup, desc, 3, &isnull);
+	d = SPI_getbinval(tup, desc, Anum_qs_default_timeout, &isnull);
 	settings->has_timeout = !isnull;
 	if (!isnull)
 		settings->default_timeout = *DatumGetIntervalP(d);
-	settings->limited = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-	d = SPI_getbinval(tup, desc, 5, &isnull);
+	settings->limited = DatumGetBool(SPI_getbinval(tup, desc, Anum_qs_limited, &isnull));
+	d = SPI_getbinval(tup, desc, Anum_qs_max_ready, &isnull);
 	settings->max_ready = isnull ? 0 : DatumGetInt32(d);
 }
 

@@ -27,7 +27,12 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
+#include "executor.h"
+#include "internal_sql.h"
 #include "job_queue.h"
+#include "job_run.h"
+#include "outcome.h"
 
 /* columns of run_sql_held's statement */
 enum

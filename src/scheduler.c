@@ -49,8 +49,17 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgworker.h"
+#include "claim_trace.h"
+#include "executor.h"
+#include "guc.h"
+#include "internal_sql.h"
 #include "job_queue.h"
 #include "monitor.h"
+#include "pool.h"
+#include "scheduler.h"
+#include "shell_job.h"
+#include "shmem.h"
 
 static JqDatabase *sched_db;
 static uint32 sched_recheck;
@@ -62,55 +71,14 @@ static bool sched_tick_needed = true;	/* at start, after a reload or a reclaim *
 static void
 sched_detach(int code, Datum arg)
 {
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	sched_db->scheduler_pid = 0;
-	sched_db->scheduler_latch = NULL;
-	/* leaving idle, it leaves its timer to the launcher; else it comes back */
-	sched_db->scheduler_failed = !sched_leaving_idle;
-	if (!sched_leaving_idle)
-		sched_db->next_wakeup = DT_NOBEGIN;
-	/* the executors follow; the next scheduler takes back their jobs */
-	for (int i = 0; i < jq_max_executors; i++)
-	{
-		JqExecutor *e = &jq_shared->executors[i];
-
-		if (e->dboid != MyDatabaseId)
-			continue;
-		if (e->pid != 0)
-			kill(e->pid, SIGTERM);
-		else if (!e->registered)
-		{
-			/* handed out, never started: the next scheduler asks again */
-			e->dboid = InvalidOid;
-			sched_db->want[e->kind] = true;
-		}
-	}
-	/* whatever was asked of it meanwhile, the launcher answers */
-	if (jq_shared->launcher_latch)
-		SetLatch(jq_shared->launcher_latch);
-	LWLockRelease(jq_shared->lock);
+	jq_scheduler_detach(sched_db, sched_leaving_idle);
 }
 
 static void
 sched_attach(Oid dboid)
 {
-	bool		ok;
-
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	sched_db = jq_find_database(dboid);
-	ok = sched_db != NULL && !sched_db->blocked && sched_db->scheduler_pid == 0;
-	if (ok)
-	{
-		sched_db->scheduler_pid = MyProcPid;
-		sched_db->scheduler_latch = MyLatch;
-		sched_db->next_wakeup = DT_NOEND;
-		sched_recheck = sched_db->recheck;
-		/* requests of the database wait for its scheduler (pool.c) */
-		if (jq_shared->launcher_latch)
-			SetLatch(jq_shared->launcher_latch);
-	}
-	LWLockRelease(jq_shared->lock);
-	if (!ok)
+	sched_db = jq_scheduler_attach(dboid, &sched_recheck);
+	if (sched_db == NULL)
 		proc_exit(0);
 	before_shmem_exit(sched_detach, (Datum) 0);
 }
@@ -119,18 +87,12 @@ sched_attach(Oid dboid)
 static bool
 sched_wait_slot_stopped(int slotno)
 {
-	JqExecutor *e = &jq_shared->executors[slotno];
-
 	for (;;)
 	{
-		bool		ours;
 		pid_t		pid;
+		bool		ours = jq_slot_owned(slotno, MyDatabaseId, &pid,
+										 &sched_generations[slotno]);
 
-		LWLockAcquire(jq_shared->lock, LW_SHARED);
-		ours = e->dboid == MyDatabaseId;
-		pid = e->pid;
-		sched_generations[slotno] = e->generation;
-		LWLockRelease(jq_shared->lock);
 		if (!ours || pid == 0)
 			return ours;
 		kill(pid, SIGTERM);
@@ -146,12 +108,7 @@ sched_release_all(void)
 	for (int i = 0; i < jq_max_executors; i++)
 	{
 		if (sched_wait_slot_stopped(i))
-		{
-			LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-			if (jq_shared->executors[i].generation == sched_generations[i])
-				jq_shared->executors[i].dboid = InvalidOid;
-			LWLockRelease(jq_shared->lock);
-		}
+			jq_slot_free(i, sched_generations[i]);
 	}
 	jq_claim_trace_forget_database(MyDatabaseId);
 }
@@ -166,12 +123,7 @@ sched_check_extension(void)
 	present = OidIsValid(get_extension_oid(JQ_EXTENSION_NAME, true));
 	CommitTransactionCommand();
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	if (present)
-		sched_db->state = JQ_DB_ACTIVE;
-	else if (sched_db->recheck == sched_recheck)
-		sched_db->state = JQ_DB_ABSENT;
-	LWLockRelease(jq_shared->lock);
+	jq_scheduler_found_extension(sched_db, present, sched_recheck);
 
 	if (!present)
 	{
@@ -235,26 +187,12 @@ sched_reclaim(int64 token, int64 current_job, const char *reason)
 static void
 sched_release_slot(int slotno, const char *reason)
 {
-	JqExecutor *e = &jq_shared->executors[slotno];
 	int64		token = 0;
 	int64		current_job = 0;
 	bool		clean = false;
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	if (e->dboid == MyDatabaseId && e->generation == sched_generations[slotno])
-	{
-		token = e->token;
-		current_job = e->current_job;
-		clean = e->clean_exit;
-		/* a shell job's processes do not outlive the executor that ran them */
-		if (e->shell_pgid != 0)
-			kill(-e->shell_pgid, SIGKILL);
-		e->dboid = InvalidOid;
-		if (token != 0 && !clean)
-			jq_request_executor(sched_db, e->kind);
-	}
-	LWLockRelease(jq_shared->lock);
-
+	(void) jq_slot_release(slotno, sched_db, sched_generations[slotno], &token,
+						   &current_job, &clean);
 	if (token != 0)
 	{
 		/* its claims committed, and the reclaim may give attempts back */
@@ -295,39 +233,18 @@ sched_adopt_leftovers(void)
 static void
 sched_start_executor(int slotno)
 {
-	BackgroundWorker worker;
 	JqExecutorStart start;
-	JqExecutor *e = &jq_shared->executors[slotno];
-	JqJobKind	kind;
+	JqJobKind	kind = jq_slot_register(slotno, &sched_generations[slotno]);
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	kind = e->kind;
-	e->registered = true;
-	sched_generations[slotno] = e->generation;
-	LWLockRelease(jq_shared->lock);
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, JQ_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "jq_executor_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d for database %u",
-			 jq_executor_type[kind], slotno, MyDatabaseId);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", jq_executor_type[kind]);
-	worker.bgw_main_arg = Int32GetDatum(slotno);
 	start.dboid = MyDatabaseId;
 	start.generation = sched_generations[slotno];
-	memcpy(worker.bgw_extra, &start, sizeof(start));
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &sched_handles[slotno]))
+	if (!jq_bgworker_start(&sched_handles[slotno], "jq_executor_main", jq_executor_type[kind],
+						   Int32GetDatum(slotno), &start, sizeof(start),
+						   "%s %d for database %u", jq_executor_type[kind], slotno,
+						   MyDatabaseId))
 	{
 		sched_handles[slotno] = NULL;
-		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-		e->dboid = InvalidOid;
-		jq_request_executor(sched_db, kind);
-		LWLockRelease(jq_shared->lock);
+		jq_slot_register_failed(slotno, sched_db, kind);
 		jq_pool_shortage();
 	}
 }
@@ -370,6 +287,13 @@ sched_manage_pool(void)
 		jq_pool_worker_exited();
 }
 
+/* columns of the probe: whether jobs of each kind are ready */
+enum
+{
+	Anum_probe_sql = 1,
+	Anum_probe_shell
+};
+
 /*
  * Jobs of some kind became runnable (or the scheduler just started): ask
  * for an executor of each kind that has ready jobs and none.
@@ -377,6 +301,7 @@ sched_manage_pool(void)
 static void
 sched_read_probe(void *arg)
 {
+	static const int columns[JQ_NUM_KINDS] = {Anum_probe_sql, Anum_probe_shell};
 	bool	   *found = arg;
 
 	for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
@@ -384,7 +309,7 @@ sched_read_probe(void *arg)
 		bool		isnull;
 
 		found[kind] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, kind + 1, &isnull));
+												 SPI_tuptable->tupdesc, columns[kind], &isnull));
 	}
 }
 
@@ -398,25 +323,13 @@ static void
 sched_probe(void)
 {
 	bool		found[JQ_NUM_KINDS] = {false};
-	bool		probe;
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	probe = sched_db->probe;
-	sched_db->probe = false;
-	LWLockRelease(jq_shared->lock);
-	if (!probe)
+	if (!jq_scheduler_take_probe(sched_db))
 		return;
 
 	sched_run("SELECT " SCHED_READY_OF_KIND("sql") ", " SCHED_READY_OF_KIND("shell"),
 			  0, NULL, NULL, NULL, sched_read_probe, found);
-
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	for (int kind = 0; kind < JQ_NUM_KINDS; kind++)
-	{
-		if (found[kind] && jq_pool_count(MyDatabaseId, kind) == 0)
-			jq_request_executor(sched_db, (JqJobKind) kind);
-	}
-	LWLockRelease(jq_shared->lock);
+	jq_scheduler_request_missing(sched_db, found);
 }
 
 /*
@@ -427,20 +340,19 @@ sched_probe(void)
 static bool
 sched_should_leave(void)
 {
-	bool		leave;
+	bool		leave = jq_scheduler_may_leave(sched_db);
 
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	leave = !sched_db->probe && jq_pool_first_in_line() != sched_db;
-	for (int i = 0; leave && i < jq_max_executors; i++)
-	{
-		if (jq_shared->executors[i].dboid == MyDatabaseId)
-			leave = false;
-	}
 	if (leave)
 		sched_leaving_idle = true;
-	LWLockRelease(jq_shared->lock);
 	return leave;
 }
+
+/* columns of jq._tick() as the scheduler reads it */
+enum
+{
+	Anum_tick_due_now = 1,
+	Anum_tick_next_event
+};
 
 typedef struct TickResult
 {
@@ -456,9 +368,9 @@ sched_read_tick(void *arg)
 	bool		isnull;
 	Datum		d;
 
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_tick_due_now, &isnull);
 	r->due_now = !isnull && DatumGetBool(d);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_tick_next_event, &isnull);
 	r->has_next = !isnull;
 	if (!isnull)
 		r->next_event = DatumGetTimestampTz(d);
@@ -493,9 +405,7 @@ jq_scheduler_main(Datum main_arg)
 	jq_stats_recount();
 
 	/* look for work only now: the jobs taken back above are ready again */
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	sched_db->probe = true;
-	LWLockRelease(jq_shared->lock);
+	jq_scheduler_look_for_jobs(sched_db);
 
 	for (;;)
 	{
@@ -518,12 +428,7 @@ jq_scheduler_main(Datum main_arg)
 		sched_probe();
 
 		/* a wake for the pool alone runs no tick */
-		LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-		due = sched_tick_needed || sched_db->next_wakeup <= GetCurrentTimestamp();
-		if (due)
-		sched_db->next_wakeup = DT_NOEND;
-		LWLockRelease(jq_shared->lock);
-
+		due = jq_scheduler_timer_due(sched_db, sched_tick_needed);
 		if (due)
 		{
 			sched_tick_needed = false;
@@ -533,11 +438,9 @@ jq_scheduler_main(Datum main_arg)
 			if (tick.due_now)
 				jq_wake_executor(MyDatabaseId, JQ_KINDS_ALL, -1);
 
-			LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
 			/* a backend may have asked for an earlier wake meanwhile */
-			if (tick.has_next && tick.next_event < sched_db->next_wakeup)
-				sched_db->next_wakeup = tick.next_event;
-			LWLockRelease(jq_shared->lock);
+			if (tick.has_next)
+				jq_scheduler_set_timer(sched_db, tick.next_event);
 		}
 		timeout_ms = jq_ms_until(jq_next_wakeup(MyDatabaseId));
 

@@ -44,8 +44,14 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "job_queue.h"
+#include "api.h"
+#include "compat.h"
+#include "guc.h"
+#include "job_run.h"
+#include "protocol.h"
+#include "shell_job.h"
 #include "shell_run.h"
+#include "shmem.h"
 
 /* the group of the running job, for the crash-exit handler */
 static volatile pid_t shell_running_pgid = 0;
@@ -88,16 +94,14 @@ static void
 shell_publish_pgid(volatile JqExecutor *slot, pid_t pgid)
 {
 	shell_running_pgid = pgid;
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	slot->shell_pgid = pgid;
-	LWLockRelease(jq_shared->lock);
+	jq_slot_set_shell_pgid(slot, pgid);
 }
 
 /* "JQ_SERVER=<data directory>:<database>": marks the processes of this database's jobs. */
 static char *
 shell_marker(Oid dboid)
 {
-	return psprintf("JQ_SERVER=%s:%u", DataDir, dboid);
+	return psprintf(JQ_ENV_SERVER "=%s:%u", DataDir, dboid);
 }
 
 /* Whether a process's environment holds the entry marker. */
@@ -217,11 +221,7 @@ shell_wait(JqShellProcess *proc, TimestampTz deadline)
 	WaitEvent	events[4];
 	long		timeout_ms;
 
-#if PG_VERSION_NUM >= 170000
-	set = CreateWaitEventSet(NULL, 4);
-#else
-	set = CreateWaitEventSet(CurrentMemoryContext, 4);
-#endif
+	set = jq_create_wait_event_set(4);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	if (proc->out.fd >= 0)

@@ -42,7 +42,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "job_queue.h"
+#include "internal_sql.h"
 #include "monitor.h"
 
 /* time slots: ten seconds for the 1m and 5m windows, a minute for the 1h one */
@@ -883,6 +883,15 @@ static const char *const stats_recount_sql =
 "	pg_catalog.count(*) "
 "FROM jq.job j GROUP BY 1, 2, 3";
 
+/* its columns */
+enum
+{
+	Anum_recount_owner = 1,
+	Anum_recount_queue,
+	Anum_recount_gauge,
+	Anum_recount_count
+};
+
 /*
  * Count the active jobs of the current database anew, with jq.job locked
  * against writers: every transaction that changed it before has added its
@@ -927,16 +936,16 @@ jq_stats_recount(void)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			StatsKey	key;
 			bool		isnull;
-			char	   *queue = SPI_getvalue(tup, desc, 2);
+			char	   *queue = SPI_getvalue(tup, desc, Anum_recount_queue);
 
 			memset(&key, 0, sizeof(key));
 			key.dboid = MyDatabaseId;
-			key.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+			key.owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_recount_owner, &isnull));
 			strlcpy(key.queue, queue, sizeof(key.queue));
 			if ((e = stats_entry(&key)) == NULL)
 				continue;
-			e->gauges[DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull))] +=
-				DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+			e->gauges[DatumGetInt32(SPI_getbinval(tup, desc, Anum_recount_gauge, &isnull))] +=
+				DatumGetInt64(SPI_getbinval(tup, desc, Anum_recount_count, &isnull));
 		}
 		LWLockRelease(stats_shared->lock);
 		SPI_finish();

@@ -29,8 +29,9 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
 #include "compat.h"
-#include "job_queue.h"
+#include "internal_sql.h"
 #include "monitor.h"
 
 /* one queue (or all of them) as users see it */
@@ -53,6 +54,14 @@ static const char *const report_due_sql =
 "WHERE j.state = 'ready' AND j.run_at > j.created_at AND j.run_at <= pg_catalog.now() "
 "  AND (j.owner OPERATOR(pg_catalog.=) $1 OR $2) "
 "GROUP BY j.queue";
+
+/* its columns */
+enum
+{
+	Anum_due_queue = 1,
+	Anum_due_first,
+	Anum_due_retry
+};
 
 /*
  * When the oldest ready job of each queue ($1) became due: the first ready
@@ -83,6 +92,13 @@ static const char *const report_oldest_sql =
 "SELECT hd.queue, pg_catalog.min(hd.run_at) FILTER (WHERE hd.run_at <= pg_catalog.now()) "
 "FROM head hd GROUP BY hd.queue";
 
+/* its columns */
+enum
+{
+	Anum_oldest_queue = 1,
+	Anum_oldest_run_at
+};
+
 /* Fill in the oldest ready job of each queue row (all but the last). */
 static void
 report_oldest_ready(ReportRow *rows, int n, Datum owner, Datum all)
@@ -106,9 +122,11 @@ report_oldest_ready(ReportRow *rows, int n, Datum owner, Datum all)
 		elog(ERROR, "could not read the claim index");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		char	   *queue = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	   *queue = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+										 Anum_oldest_queue);
 		bool		isnull;
-		Datum		oldest = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+		Datum		oldest = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+										   Anum_oldest_run_at, &isnull);
 
 		for (int i = 0; i < n - 1 && !isnull; i++)
 		{
@@ -159,12 +177,15 @@ report_collect(ReportRow **result)
 		elog(ERROR, "could not count the delayed jobs that are due");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		char	   *queue = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	   *queue = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+										 Anum_due_queue);
 		bool		isnull;
 		int64		first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-														SPI_tuptable->tupdesc, 2, &isnull));
+														SPI_tuptable->tupdesc, Anum_due_first,
+														&isnull));
 		int64		retry = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-														SPI_tuptable->tupdesc, 3, &isnull));
+														SPI_tuptable->tupdesc, Anum_due_retry,
+														&isnull));
 
 		for (int i = 0; i < n - 1; i++)
 		{

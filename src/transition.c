@@ -40,8 +40,6 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "job_queue.h"
-
 typedef struct JqTransition
 {
 	const char *from;

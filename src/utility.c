@@ -28,7 +28,14 @@
 #include "utils/acl.h"
 #include "utils/syscache.h"
 
+#include "claim_trace.h"
+#include "compat.h"
 #include "job_queue.h"
+#include "job_run.h"
+#include "protocol.h"
+#include "shmem.h"
+#include "utility.h"
+#include "wakeup.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
@@ -86,11 +93,7 @@ utility_may_stop(Node *parsetree, Oid dboid)
 	bool		createdb;
 	bool		is_template;
 
-#if PG_VERSION_NUM >= 160000
-	if (object_ownercheck(DatabaseRelationId, dboid, GetUserId()))
-#else
-	if (pg_database_ownercheck(dboid, GetUserId()))
-#endif
+	if (jq_database_ownercheck(dboid, GetUserId()))
 		return true;
 	if (!IsA(parsetree, CreatedbStmt))
 		return false;
@@ -138,10 +141,7 @@ utility_ends_listen(Node *parsetree)
 }
 
 static void
-utility_hook(PlannedStmt *pstmt, const char *queryString,
-#if PG_VERSION_NUM >= 140000
-			 bool readOnlyTree,
-#endif
+utility_hook(PlannedStmt *pstmt, const char *queryString, JQ_READ_ONLY_TREE_PARAM
 			 ProcessUtilityContext context, ParamListInfo params,
 			 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
@@ -162,16 +162,10 @@ utility_hook(PlannedStmt *pstmt, const char *queryString,
 	PG_TRY();
 	{
 		if (prev_process_utility)
-			prev_process_utility(pstmt, queryString,
-#if PG_VERSION_NUM >= 140000
-								 readOnlyTree,
-#endif
+			prev_process_utility(pstmt, queryString, JQ_READ_ONLY_TREE_ARG
 								 context, params, queryEnv, dest, qc);
 		else
-			standard_ProcessUtility(pstmt, queryString,
-#if PG_VERSION_NUM >= 140000
-									readOnlyTree,
-#endif
+			standard_ProcessUtility(pstmt, queryString, JQ_READ_ONLY_TREE_ARG
 									context, params, queryEnv, dest, qc);
 	}
 	PG_CATCH();

@@ -29,8 +29,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "job_queue.h"
+#include "api.h"
+#include "internal_sql.h"
 #include "monitor.h"
+#include "shmem.h"
 
 #define JQ_WAIT_CVS 64
 
@@ -93,6 +95,9 @@ static const char *const wait_check_sql =
 "   OR (coalesce(j.owner, h.owner) OPERATOR(pg_catalog.<>) $2 AND NOT $3) "
 "LIMIT 1";
 
+/* its column */
+#define Anum_check_id 1
+
 /* the first of the jobs $1 to have finished */
 static const char *const wait_outcome_sql =
 "SELECT h.id, h.state::pg_catalog.text, h.result, h.errors -> -1 ->> 'message', "
@@ -100,6 +105,9 @@ static const char *const wait_outcome_sql =
 "FROM jq.job_history h "
 "WHERE h.id OPERATOR(pg_catalog.=) ANY ($1) "
 "ORDER BY h.finished_at, h.id LIMIT 1";
+
+/* its columns, those of a jq_outcome in order */
+#define Natts_outcome 7
 
 static SPIPlanPtr
 wait_plan(SPIPlanPtr *plan, const char *sql, int nargs)
@@ -128,7 +136,7 @@ wait_check_jobs(Datum ids, Oid caller)
 	if (SPI_processed == 0)
 		return;
 	tup = SPI_tuptable->vals[0];
-	id = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+	id = SPI_getbinval(tup, SPI_tuptable->tupdesc, Anum_check_id, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -145,14 +153,14 @@ static HeapTuple
 wait_outcome(Datum ids, TupleDesc result_desc)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[7];
-	bool		nulls[7];
+	Datum		values[Natts_outcome];
+	bool		nulls[Natts_outcome];
 
 	if (jq_execute_plan(wait_plan(&plan, wait_outcome_sql, 1), &ids, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up the outcome of jobs");
 	if (SPI_processed == 0)
 		return NULL;
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < Natts_outcome; i++)
 		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &nulls[i]);
 	return heap_form_tuple(result_desc, values, nulls);
 }

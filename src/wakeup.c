@@ -26,7 +26,12 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "api.h"
+#include "guc.h"
 #include "job_queue.h"
+#include "protocol.h"
+#include "shmem.h"
+#include "wakeup.h"
 
 /* what to do when the current transaction commits */
 static int	wake_executor_kinds = 0;	/* JQ_KIND_BIT of each kind made ready */
@@ -72,15 +77,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 				jq_wake_launcher();
 			if (wake_all_pending)
 			{
-				LWLockAcquire(jq_shared->lock, LW_SHARED);
-				for (int i = 0; i < jq_max_executors; i++)
-				{
-					JqExecutor *e = &jq_shared->executors[i];
-
-					if (e->dboid == MyDatabaseId && e->latch)
-						SetLatch(e->latch);
-				}
-				LWLockRelease(jq_shared->lock);
+				jq_wake_database_executors(MyDatabaseId);
 				jq_wake_scheduler(MyDatabaseId, DT_NOBEGIN);
 			}
 			if (wake_executor_kinds)
@@ -185,14 +182,7 @@ jq_notify_enqueued(text *queue)
 			if (jq_shared == NULL)
 				send = true;	/* no in-server workers: external ones need it */
 			else
-			{
-				JqDatabase *db;
-
-				LWLockAcquire(jq_shared->lock, LW_SHARED);
-				db = jq_find_database(MyDatabaseId);
-				send = db != NULL && db->nlisteners > 0;
-				LWLockRelease(jq_shared->lock);
-			}
+				send = jq_database_listened(MyDatabaseId);
 			break;
 		default:
 			send = false;
@@ -206,18 +196,12 @@ jq_notify_enqueued(text *queue)
 static void
 listener_count(bool listen)
 {
-	JqDatabase *db;
+	bool		counted;
 
 	if (listen == listening)
 		return;
-	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	db = listen ? jq_get_database(MyDatabaseId) : jq_find_database(MyDatabaseId);
-	if (db && listen)
-		db->nlisteners++;
-	else if (db && db->nlisteners > 0)
-		db->nlisteners--;
-	LWLockRelease(jq_shared->lock);
-	listening = listen && db != NULL;
+	counted = jq_count_listener(MyDatabaseId, listen);
+	listening = listen && counted;
 }
 
 static void

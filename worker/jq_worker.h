@@ -24,9 +24,8 @@
 #include <poll.h>
 
 #include "libpq-fe.h"
+#include "protocol.h"
 #include "shell_run.h"
-
-#define JQ_NOTIFY_CHANNEL	"jq_jobs"
 
 /* no deadline */
 #define NEVER				PG_INT64_MAX
