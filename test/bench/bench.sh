@@ -27,10 +27,8 @@
 #   BENCH_CONF             extra postgresql.conf lines, for example
 #                          "autovacuum_naptime = '10s'"             (none)
 set -euo pipefail
-
-if [ "$(id -u)" = 0 ]; then
-	exec runuser -u postgres -- bash "$(readlink -f "$0")" "$@"
-fi
+. "$(dirname "$0")/cluster.sh"
+bench_as_postgres "$@"
 
 CLIENTS=${BENCH_CLIENTS:-8}
 SECONDS_PER_PHASE=${BENCH_SECONDS:-10}
@@ -50,7 +48,6 @@ SHELL_EXECUTORS=${BENCH_SHELL_EXECUTORS:-}
 # jq.job_history is partitioned: its figures are the sums of its partitions
 HIST_PARTS="pg_partition_tree('jq.job_history') t"
 
-BINDIR=$(pg_config --bindir)
 NPROC=$(nproc)
 THREADS=$(( CLIENTS < NPROC ? CLIENTS : NPROC ))
 
@@ -59,75 +56,42 @@ if [ ! -f "$(pg_config --sharedir)/extension/job_queue.control" ]; then
 	exit 1
 fi
 
-TMP=$(mktemp -d /tmp/job_queue_bench.XXXXXX)
-PGDATA=$TMP/data
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
-cleanup()
-{
-	if [ -f "$PGDATA/postmaster.pid" ]; then
-		"$BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-q()
-{
-	"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$TMP" -p "$PORT" -d bench "$@"
-}
-
-qpg()
-{
-	"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$TMP" -p "$PORT" -d postgres "$@"
-}
-
-# wait until a query returns t (polling every 50 ms)
-wait_for()
-{
-	local deadline=$(( $(date +%s) + ${2:-600} ))
-	until [ "$(q -c "$1")" = t ]; do
-		if [ "$(date +%s)" -ge "$deadline" ]; then
-			echo "timed out waiting for: $1" >&2
-			exit 1
-		fi
-		sleep 0.05
-	done
-}
+bench_cluster job_queue_bench
+export PGDATABASE=bench
 
 set_conf()
 {
-	q -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >/dev/null
+	sql -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >/dev/null
 }
 
 executors_running()
 {
-	q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+	sql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
 }
 
 execution_off()
 {
 	set_conf jq.execute_in_server off
-	wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+	await "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
 }
 
 # turn the executors on and print when
 execution_on_at()
 {
-	q -c "ALTER SYSTEM SET jq.execute_in_server = on" -c "SELECT pg_reload_conf()" \
+	sql -c "ALTER SYSTEM SET jq.execute_in_server = on" -c "SELECT pg_reload_conf()" \
 		-c "SELECT clock_timestamp()" | tail -1
 }
 
 execution_on()
 {
 	set_conf jq.execute_in_server on
-	wait_for "SELECT count(*) = current_setting('jq.executors_per_database')::int
+	await "SELECT count(*) = current_setting('jq.executors_per_database')::int
 			  FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
 }
 
 reset_jobs()
 {
-	q -c "TRUNCATE jq.job, jq.job_history" -c "CHECKPOINT"
+	sql -c "TRUNCATE jq.job, jq.job_history" -c "CHECKPOINT"
 }
 
 # pgbench on a one-line script; prints transactions per second
@@ -137,7 +101,7 @@ pgbench_tps()
 	shift
 	printf '%s\n' "$1" >"$script"
 	shift
-	"$BINDIR/pgbench" -n -h "$TMP" -p "$PORT" -c "$CLIENTS" -j "$THREADS" "$@" -f "$script" bench \
+	"$BINDIR/pgbench" -n -c "$CLIENTS" -j "$THREADS" "$@" -f "$script" bench \
 		>"$script.out" 2>&1 || { cat "$script.out" >&2; exit 1; }
 	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$script.out"
 }
@@ -169,36 +133,28 @@ pretty_bytes()
 # cluster
 ###########################################################################
 
-"$BINDIR/initdb" -D "$PGDATA" -U postgres -A trust --no-instructions >"$TMP/initdb.log" 2>&1
-cat >>"$PGDATA/postgresql.conf" <<EOF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$TMP'
-shared_preload_libraries = 'job_queue, pg_stat_statements'
-max_worker_processes = 32
-max_connections = 100
-pg_stat_statements.track = none
-${BENCH_CONF:-}
-EOF
-"$BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/server.log" -w start >/dev/null
-qpg -c "CREATE DATABASE bench" -c "CREATE EXTENSION pg_stat_statements"
-q -c "CREATE EXTENSION job_queue" -c "CREATE EXTENSION pgstattuple"
+bench_start "listen_addresses = ''" \
+	"shared_preload_libraries = 'job_queue, pg_stat_statements'" \
+	"max_worker_processes = 32" "max_connections = 100" "pg_stat_statements.track = none" \
+	"${BENCH_CONF:-}"
+sql -d postgres -c "CREATE DATABASE bench" -c "CREATE EXTENSION pg_stat_statements"
+sql -c "CREATE EXTENSION job_queue" -c "CREATE EXTENSION pgstattuple"
 # executors start for jobs: wait until the scheduler has found the extension
-wait_for "SELECT count(*) > 0 FROM jq_executors"
+await "SELECT count(*) > 0 FROM jq_executors"
 
 echo "job_queue benchmark"
 echo
 echo "  machine       $NPROC CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo) RAM"
-echo "  server        $(q -c "SELECT version()")"
-echo "  settings      fsync=$(q -c 'SHOW fsync'), synchronous_commit=$(q -c 'SHOW synchronous_commit'), shared_buffers=$(q -c 'SHOW shared_buffers'), wal_level=$(q -c 'SHOW wal_level'), autovacuum_naptime=$(q -c 'SHOW autovacuum_naptime')"
-echo "  job_queue     executors_per_database=$(q -c 'SHOW jq.executors_per_database'), batch_size=$(q -c 'SHOW jq.batch_size'), batch_time=$(q -c 'SHOW jq.batch_time')"
+echo "  server        $(sql -c "SELECT version()")"
+echo "  settings      fsync=$(sql -c 'SHOW fsync'), synchronous_commit=$(sql -c 'SHOW synchronous_commit'), shared_buffers=$(sql -c 'SHOW shared_buffers'), wal_level=$(sql -c 'SHOW wal_level'), autovacuum_naptime=$(sql -c 'SHOW autovacuum_naptime')"
+echo "  job_queue     executors_per_database=$(sql -c 'SHOW jq.executors_per_database'), batch_size=$(sql -c 'SHOW jq.batch_size'), batch_time=$(sql -c 'SHOW jq.batch_time')"
 echo "  load average  $(cut -d' ' -f1-3 /proc/loadavg) at the start (other processes compete for the CPUs)"
 echo "  load          $CLIENTS pgbench clients, $THREADS threads, enqueue phases: $ROUNDS rounds of ${SECONDS_PER_PHASE} s"
 echo
 
 # Reference tables for plain INSERTs: one with jq.job's columns and only a
 # primary key, one that also has its indexes.
-q <<'EOF'
+sql <<'EOF'
 CREATE TABLE plain_job (
 	id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
 	queue text NOT NULL,
@@ -236,19 +192,19 @@ for round in $(seq 1 "$ROUNDS"); do
 	tps=$(pgbench_tps enqueue "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
 	sum_enqueue=$(awk -v a="$sum_enqueue" -v b="$tps" 'BEGIN { print a + b }')
 	reset_jobs
-	q -c "TRUNCATE plain_job" -c "CHECKPOINT"
+	sql -c "TRUNCATE plain_job" -c "CHECKPOINT"
 	tps=$(pgbench_tps plain "INSERT INTO plain_job $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
 	sum_plain=$(awk -v a="$sum_plain" -v b="$tps" 'BEGIN { print a + b }')
-	q -c "TRUNCATE plain_job_indexed" -c "CHECKPOINT"
+	sql -c "TRUNCATE plain_job_indexed" -c "CHECKPOINT"
 	tps=$(pgbench_tps plain_indexed "INSERT INTO plain_job_indexed $INSERT_VALUES;" -T "$SECONDS_PER_PHASE")
 	sum_plain_idx=$(awk -v a="$sum_plain_idx" -v b="$tps" 'BEGIN { print a + b }')
 	reset_jobs
 	set_conf jq.notify on
 	tps=$(pgbench_tps enqueue_notify "SELECT jq_enqueue('SELECT 1');" -T "$SECONDS_PER_PHASE")
 	sum_notify=$(awk -v a="$sum_notify" -v b="$tps" 'BEGIN { print a + b }')
-	q -c "ALTER SYSTEM RESET jq.notify" -c "SELECT pg_reload_conf()" >/dev/null
+	sql -c "ALTER SYSTEM RESET jq.notify" -c "SELECT pg_reload_conf()" >/dev/null
 done
-q -c "TRUNCATE plain_job, plain_job_indexed"
+sql -c "TRUNCATE plain_job, plain_job_indexed"
 tps_enqueue=$(awk -v a="$sum_enqueue" -v n="$ROUNDS" 'BEGIN { print a / n }')
 tps_notify=$(awk -v a="$sum_notify" -v n="$ROUNDS" 'BEGIN { print a / n }')
 tps_plain=$(awk -v a="$sum_plain" -v n="$ROUNDS" 'BEGIN { print a / n }')
@@ -264,21 +220,21 @@ row "jq_enqueue with jq.notify = on vs off" "$(fmt "$tps_notify")" "$(fmt "$tps_
 ###########################################################################
 
 reset_jobs
-bulk_s=$(q <<EOF
+bulk_s=$(sql <<EOF
 SELECT clock_timestamp() AS t0 \gset
 SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$BULK_JOBS]))) \g /dev/null
 SELECT extract(epoch FROM clock_timestamp() - :'t0');
 EOF
 )
-q -c "CHECKPOINT"
-plain_bulk_s=$(q <<EOF
+sql -c "CHECKPOINT"
+plain_bulk_s=$(sql <<EOF
 SELECT clock_timestamp() AS t0 \gset
 INSERT INTO plain_job_indexed (queue, command, priority, run_at, max_attempts, timeout, owner)
 SELECT 'default', 'SELECT 1', 0, now(), 5, '15 min', 10 FROM generate_series(1, $BULK_JOBS);
 SELECT extract(epoch FROM clock_timestamp() - :'t0');
 EOF
 )
-q -c "TRUNCATE plain_job_indexed"
+sql -c "TRUNCATE plain_job_indexed"
 bulk_rate=$(awk -v n="$BULK_JOBS" -v s="$bulk_s" 'BEGIN { print n / s }')
 plain_bulk_rate=$(awk -v n="$BULK_JOBS" -v s="$plain_bulk_s" 'BEGIN { print n / s }')
 
@@ -291,18 +247,18 @@ row "  time (s)" "$(printf '%.2f' "$bulk_s")" "$(printf '%.2f' "$plain_bulk_s")"
 ###########################################################################
 
 reset_jobs
-q -c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$E2E_JOBS])))" >/dev/null
-q -c "CHECKPOINT"
+sql -c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$E2E_JOBS])))" >/dev/null
+sql -c "CHECKPOINT"
 switch_at=$(execution_on_at)
-wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+await "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
 sleep 2		# let the workers' statistics reach pg_stat_user_tables
-IFS='|' read -r e2e_total e2e_exec e2e_ok <<<"$(q -c "
+IFS='|' read -r e2e_total e2e_exec e2e_ok <<<"$(sql -c "
 	SELECT extract(epoch FROM max(finished_at) - '$switch_at'::timestamptz),
 		   extract(epoch FROM max(finished_at) - min(started_at)),
 		   count(*) FILTER (WHERE state = 'succeeded')
 	FROM jq.job_history")"
 IFS='|' read -r size_job_e2e size_hist_e2e dead_job_e2e dead_hist_e2e sdead_job_e2e sdead_hist_e2e \
-	live_job_e2e live_hist_e2e <<<"$(q -c "
+	live_job_e2e live_hist_e2e <<<"$(sql -c "
 	SELECT pg_total_relation_size('jq.job'),
 		   (SELECT sum(pg_total_relation_size(t.relid)) FROM $HIST_PARTS),
 		   (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass),
@@ -329,18 +285,18 @@ row "dead tuples (pgstattuple)" "$sdead_job_e2e" "$sdead_hist_e2e"
 
 execution_off
 reset_jobs
-q -c "SELECT jq_configure_queue('limited-' || i, concurrency => 2)
+sql -c "SELECT jq_configure_queue('limited-' || i, concurrency => 2)
 	  FROM generate_series(1, $LIMITED_QUEUES) i" \
   -c "SELECT jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[$LIMITED_JOBS]), queue => 'limited-' || i)
 	  FROM generate_series(1, $LIMITED_QUEUES) i" >/dev/null
-q -c "CHECKPOINT"
+sql -c "CHECKPOINT"
 switch_at=$(execution_on_at)
-wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
-IFS='|' read -r limited_s limited_ok <<<"$(q -c "
+await "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+IFS='|' read -r limited_s limited_ok <<<"$(sql -c "
 	SELECT extract(epoch FROM max(finished_at) - '$switch_at'::timestamptz),
 		   count(*) FILTER (WHERE state = 'succeeded')
 	FROM jq.job_history")"
-q -c "DELETE FROM jq.queue"
+sql -c "DELETE FROM jq.queue"
 
 section "End to end, $LIMITED_QUEUES queues of concurrency 2, $LIMITED_JOBS no-op jobs each" "jobs/s"
 row "from jq.execute_in_server = on to the last finish" \
@@ -351,7 +307,7 @@ row "  seconds; jobs succeeded, of" "$(printf '%.2f' "$limited_s")" "$limited_ok
 # pickup latency
 ###########################################################################
 
-q -c "CREATE TABLE lat (k int PRIMARY KEY, started timestamptz NOT NULL)" \
+sql -c "CREATE TABLE lat (k int PRIMARY KEY, started timestamptz NOT NULL)" \
   -c "CREATE TABLE enq (k int PRIMARY KEY, committed timestamptz NOT NULL)"
 sleep 1
 # One session, autocommit: the enqueuer reads its clock as soon as the
@@ -363,10 +319,10 @@ for k in $(seq 1 "$LATENCY_JOBS"); do
 	echo "SELECT $k, clock_timestamp();"
 	echo "SELECT pg_sleep(0.02);"
 done >"$TMP/latency.sql"
-q -F, -f "$TMP/latency.sql" | grep , >"$TMP/enq.csv"
-q -c "\\copy enq FROM '$TMP/enq.csv' (FORMAT csv)"
-wait_for "SELECT count(*) = $LATENCY_JOBS FROM lat"
-IFS='|' read -r p50 p95 p99 pmax c50 c99 <<<"$(q -c "
+sql -F, -f "$TMP/latency.sql" | grep , >"$TMP/enq.csv"
+sql -c "\\copy enq FROM '$TMP/enq.csv' (FORMAT csv)"
+await "SELECT count(*) = $LATENCY_JOBS FROM lat"
+IFS='|' read -r p50 p95 p99 pmax c50 c99 <<<"$(sql -c "
 	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(p[3], 'FM9990.00'),
 		   to_char(mx, 'FM9990.00'), to_char(c[1], 'FM9990.00'), to_char(c[2], 'FM9990.00')
 	FROM (SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY d) AS p,
@@ -393,15 +349,15 @@ row "                                    p99" "$c99"
 # One transaction enqueues jobs due at random instants of the 10 s that
 # start 1 s later (so that none is due before it commits); the scheduler's
 # timer has to start each on time.  Lateness: the job started - its run_at.
-q -c "SELECT count(jq_enqueue('SELECT 1', queue => 'lateness',
+sql -c "SELECT count(jq_enqueue('SELECT 1', queue => 'lateness',
 								run_at => clock_timestamp() + interval '1 second'
 										  + random() * interval '10 seconds'))
 	  FROM generate_series(1, $LATENESS_JOBS)" >/dev/null
 # quiet while they come due: a psql connection every 50 ms would compete
 # with the scheduler and the executors for the CPUs
 sleep 11.5
-wait_for "SELECT count(*) = $LATENESS_JOBS FROM jq.job_history WHERE queue = 'lateness'" 60
-IFS='|' read -r l50 l99 lmax lneg <<<"$(q -c "
+await "SELECT count(*) = $LATENESS_JOBS FROM jq.job_history WHERE queue = 'lateness'" 60
+IFS='|' read -r l50 l99 lmax lneg <<<"$(sql -c "
 	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(mx, 'FM9990.00'), neg
 	FROM (SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY d) AS p,
 				 max(d) AS mx, count(*) FILTER (WHERE d < 0) AS neg
@@ -422,19 +378,19 @@ row "  jobs started before their run_at" "$lneg"
 # is enqueued once none of them is left, so that it waits for the launcher
 # to start the scheduler and the scheduler an executor.
 set_conf jq.executor_idle_timeout 200ms
-q -c "CREATE TABLE cold (k int PRIMARY KEY, started timestamptz NOT NULL)" \
+sql -c "CREATE TABLE cold (k int PRIMARY KEY, started timestamptz NOT NULL)" \
   -c "CREATE TABLE cold_enq (k int PRIMARY KEY, committed timestamptz NOT NULL)"
 for k in $(seq 1 "$COLD_JOBS"); do
-	wait_for "SELECT count(*) = 0 FROM pg_stat_activity
+	await "SELECT count(*) = 0 FROM pg_stat_activity
 			  WHERE backend_type IN ('job_queue scheduler', 'job_queue executor',
 									 'job_queue shell executor')"
-	q -F, -c "SELECT jq_enqueue('INSERT INTO cold VALUES ($k, clock_timestamp())')" \
+	sql -F, -c "SELECT jq_enqueue('INSERT INTO cold VALUES ($k, clock_timestamp())')" \
 		-c "SELECT $k, clock_timestamp()" | grep , >>"$TMP/cold.csv"
-	wait_for "SELECT count(*) = $k FROM cold"
+	await "SELECT count(*) = $k FROM cold"
 done
-q -c "\\copy cold_enq FROM '$TMP/cold.csv' (FORMAT csv)"
-q -c "ALTER SYSTEM RESET jq.executor_idle_timeout" -c "SELECT pg_reload_conf()" >/dev/null
-IFS='|' read -r k50 k95 kmax <<<"$(q -c "
+sql -c "\\copy cold_enq FROM '$TMP/cold.csv' (FORMAT csv)"
+sql -c "ALTER SYSTEM RESET jq.executor_idle_timeout" -c "SELECT pg_reload_conf()" >/dev/null
+IFS='|' read -r k50 k95 kmax <<<"$(sql -c "
 	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(mx, 'FM9990.00')
 	FROM (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY d) AS p, max(d) AS mx
 		  FROM (SELECT extract(epoch FROM c.started - e.committed) * 1000 AS d
@@ -451,9 +407,9 @@ row "                            max" "$kmax"
 
 set_conf pg_stat_statements.track all
 sleep 2
-qpg -c "SELECT pg_stat_statements_reset()" >/dev/null
+sql -d postgres -c "SELECT pg_stat_statements_reset()" >/dev/null
 sleep "$IDLE_SECONDS"
-idle_calls=$(qpg -c "
+idle_calls=$(sql -d postgres -c "
 	SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
 	WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench')")
 set_conf pg_stat_statements.track none
@@ -468,16 +424,16 @@ row "statements per minute in the jobs' database" \
 
 reset_jobs
 printf '%s\n' "SELECT jq_enqueue('SELECT 1');" >"$TMP/sustain.sql"
-vacuums_before=$(q -c "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass")
-sustain_start=$(q -c "SELECT clock_timestamp()")
-"$BINDIR/pgbench" -n -h "$TMP" -p "$PORT" -c "$CLIENTS" -j "$THREADS" -T "$SUSTAIN_SECONDS" \
+vacuums_before=$(sql -c "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'jq.job'::regclass")
+sustain_start=$(sql -c "SELECT clock_timestamp()")
+"$BINDIR/pgbench" -n -c "$CLIENTS" -j "$THREADS" -T "$SUSTAIN_SECONDS" \
 	-f "$TMP/sustain.sql" bench >"$TMP/sustain.out" 2>&1 &
 pgbench_pid=$!
 
 SAMPLE_FMT='  %8s %12s %12s %11s %12s %12s %13s %14s'
 sample()
 {
-	q -c "
+	sql -c "
 		SELECT format('$SAMPLE_FMT',
 					  round(extract(epoch FROM clock_timestamp() - '$sustain_start'::timestamptz)),
 					  pg_size_pretty(pg_total_relation_size('jq.job')),
@@ -500,15 +456,15 @@ while [ "$elapsed" -lt "$SUSTAIN_SECONDS" ]; do
 	SAMPLES+=("$(sample)")
 done
 wait "$pgbench_pid" || { cat "$TMP/sustain.out" >&2; exit 1; }
-sustain_end=$(q -c "SELECT clock_timestamp()")
+sustain_end=$(sql -c "SELECT clock_timestamp()")
 sustain_enqueued=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$TMP/sustain.out")
-IFS='|' read -r sustain_done sustain_secs backlog <<<"$(q -c "
+IFS='|' read -r sustain_done sustain_secs backlog <<<"$(sql -c "
 	SELECT count(*), extract(epoch FROM '$sustain_end'::timestamptz - '$sustain_start'::timestamptz),
 		   (SELECT count(*) FROM jq.job)
 	FROM jq.job_history
 	WHERE finished_at BETWEEN '$sustain_start' AND '$sustain_end'")"
 drain_start=$(date +%s.%N)
-wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+await "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
 drain_s=$(awk -v a="$drain_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 sleep 2
 SAMPLES+=("$(sample)   (after the backlog drained)")
@@ -517,7 +473,7 @@ section "Sustained run, ${SUSTAIN_SECONDS} s: $CLIENTS clients enqueuing at full
 row "jobs enqueued" "$sustain_enqueued" "$(fmt "$(awk -v n="$sustain_enqueued" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
 row "jobs processed by the executors" "$sustain_done" "$(fmt "$(awk -v n="$sustain_done" -v s="$sustain_secs" 'BEGIN { print n / s }')")"
 row "jobs left at the end, seconds to drain them" "$backlog" "$drain_s"
-IFS='|' read -r heap_job idx_job heap_hist idx_hist <<<"$(q -c "
+IFS='|' read -r heap_job idx_job heap_hist idx_hist <<<"$(sql -c "
 	SELECT pg_relation_size('jq.job'), pg_indexes_size('jq.job'),
 		   (SELECT sum(pg_relation_size(t.relid)) FROM $HIST_PARTS),
 		   (SELECT sum(pg_indexes_size(t.relid)) FROM $HIST_PARTS)")"
@@ -533,15 +489,15 @@ row "jq.job_history" "$(pretty_bytes "$heap_hist")" "$(pretty_bytes "$idx_hist")
 # releases them all; each runs /bin/sh -c true.  The reference is the same
 # command run one after the other by this script.  The jobs before stay in
 # jq.job_history, for the check of the report.
-shell_executors=${SHELL_EXECUTORS:-$(q -c "SHOW jq.shell_executors_per_database")}
+shell_executors=${SHELL_EXECUTORS:-$(sql -c "SHOW jq.shell_executors_per_database")}
 set_conf jq.shell_executors_per_database 0
-wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue shell executor'"
-q -c "SELECT cardinality(jq_enqueue_bulk(array_fill('true'::text, ARRAY[$SHELL_JOBS]), kind => 'shell'))" >/dev/null
-q -c "CHECKPOINT"
-shell_switch_at=$(q -c "ALTER SYSTEM SET jq.shell_executors_per_database = '$shell_executors'" \
+await "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'job_queue shell executor'"
+sql -c "SELECT cardinality(jq_enqueue_bulk(array_fill('true'::text, ARRAY[$SHELL_JOBS]), kind => 'shell'))" >/dev/null
+sql -c "CHECKPOINT"
+shell_switch_at=$(sql -c "ALTER SYSTEM SET jq.shell_executors_per_database = '$shell_executors'" \
 	-c "SELECT pg_reload_conf()" -c "SELECT clock_timestamp()" | tail -1)
-wait_for "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
-IFS='|' read -r shell_total shell_exec shell_ok <<<"$(q -c "
+await "SELECT NOT EXISTS (SELECT FROM jq.job)" 3600
+IFS='|' read -r shell_total shell_exec shell_ok <<<"$(sql -c "
 	SELECT extract(epoch FROM max(finished_at) - '$shell_switch_at'::timestamptz),
 		   extract(epoch FROM max(finished_at) - min(started_at)),
 		   count(*) FILTER (WHERE state = 'succeeded')
@@ -560,13 +516,13 @@ row "from the first start to the last finish, vs in a loop" "$(fmt "$shell_rate"
 row "  per shell executor" "$(fmt "$(awk -v r="$shell_rate" -v n="$shell_executors" 'BEGIN { print r / n }')")"
 row "  seconds, from the switch and from the first start" "$(printf '%.2f' "$shell_total")" "$(printf '%.2f' "$shell_exec")"
 row "  jobs succeeded, of" "$shell_ok" "$SHELL_JOBS"
-q -c "ALTER SYSTEM RESET jq.shell_executors_per_database" -c "SELECT pg_reload_conf()" >/dev/null
+sql -c "ALTER SYSTEM RESET jq.shell_executors_per_database" -c "SELECT pg_reload_conf()" >/dev/null
 
 ###########################################################################
 # report
 ###########################################################################
 
-failed=$(q -c "SELECT count(*) FROM jq.job_history WHERE state <> 'succeeded'")
+failed=$(sql -c "SELECT count(*) FROM jq.job_history WHERE state <> 'succeeded'")
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "  jq.job footprint during the sustained run (n_dead_tup: pg_stat_user_tables; dead (scan): pgstattuple)"

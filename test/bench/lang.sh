@@ -29,6 +29,7 @@
 #                            celery rq jq-node graphile bullmq)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
+. "$src/test/bench/cluster.sh"
 NODE_PEERS=/var/tmp/job_queue_bench_node
 
 if [ "$(id -u)" = 0 ]; then
@@ -58,38 +59,19 @@ if [ "$(id -u)" = 0 ]; then
 	exit $status
 fi
 
-BINDIR=$(pg_config --bindir)
-TMP=$(mktemp -d /tmp/job_queue_lang_bench_run.XXXXXX)
-PGDATA=$TMP/data
+bench_cluster job_queue_lang_bench_run
+export PGDATABASE=postgres
 REDIS_PID=""
 finish()
 {
 	[ -z "$REDIS_PID" ] || kill "$REDIS_PID" 2>/dev/null || true
-	if [ -f "$PGDATA/postmaster.pid" ]; then
-		"$BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$TMP"
+	bench_finish
 }
 trap finish EXIT
 
-free_port()
-{
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-PGPORT=$(free_port)
-"$BINDIR/initdb" -D "$PGDATA" -A trust >/dev/null
-cat >> "$PGDATA/postgresql.conf" <<EOF
-listen_addresses = ''
-unix_socket_directories = '$TMP'
-port = $PGPORT
-shared_preload_libraries = 'job_queue, pg_stat_statements'
-pg_stat_statements.track = all
-max_worker_processes = 32
-EOF
-"$BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/server.log" -w start >/dev/null
-psql="$BINDIR/psql -X -q -At -h $TMP -p $PGPORT -d postgres"
-$psql -c 'CREATE EXTENSION job_queue' -c 'CREATE EXTENSION pg_stat_statements'
+bench_start "listen_addresses = ''" "shared_preload_libraries = 'job_queue, pg_stat_statements'" \
+	"pg_stat_statements.track = all" "max_worker_processes = 32"
+sql -c 'CREATE EXTENSION job_queue' -c 'CREATE EXTENSION pg_stat_statements'
 
 export BENCH_DSN="host=$TMP port=$PGPORT dbname=postgres"
 export DSN_URL="postgresql:///postgres?host=$TMP&port=$PGPORT"
@@ -133,7 +115,7 @@ for system in ${BENCH_LANG_SYSTEMS:-jq-python celery rq jq-node graphile bullmq}
 	fi
 	rm -f "$BENCH_STAMPS"
 	[ -z "$REDIS_PID" ] || redis-cli -p "$BENCH_REDIS_PORT" FLUSHALL >/dev/null
-	$psql -c "DELETE FROM jq.job" -c "VACUUM ANALYZE jq.job"
+	sql -c "DELETE FROM jq.job" -c "VACUUM ANALYZE jq.job"
 	driver=(node "$src/test/bench/lang/drive.js")
 	case $system in jq-python | celery | rq) driver=(/usr/bin/python3 "$src/test/bench/lang/drive.py") ;; esac
 	jobs=$BENCH_JOBS

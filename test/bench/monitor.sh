@@ -21,9 +21,8 @@
 #   BENCH_MONITOR_BULK       jobs of each bulk enqueue timed           (100000)
 #   BENCH_CONF               extra postgresql.conf lines               (none)
 set -euo pipefail
-
-# PostgreSQL refuses to run as root: start again as postgres
-[ "$(id -u)" != 0 ] || exec runuser -u postgres -- bash "$(readlink -f "$0")" "$@"
+. "$(dirname "$0")/cluster.sh"
+bench_as_postgres "$@"
 
 READY=${BENCH_MONITOR_READY:-1000000}
 HISTORY=${BENCH_MONITOR_HISTORY:-10000000}
@@ -34,38 +33,9 @@ RETENTION=${BENCH_MONITOR_RETENTION:-30s}
 CLIENTS=${BENCH_MONITOR_CLIENTS:-8}
 BULK=${BENCH_MONITOR_BULK:-100000}
 
-BINDIR=$(pg_config --bindir)
-TMP=$(mktemp -d /tmp/job_queue_monitor_bench.XXXXXX)
-PGDATA=$TMP/data
-
-finish()
-{
-	if [ -f "$PGDATA/postmaster.pid" ]; then
-		"$BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$TMP"
-}
-trap finish EXIT
-
 # the cluster listens on a socket in $TMP only
-export PGHOST=$TMP PGPORT=5432 PGDATABASE=bench PGUSER=postgres
-sql()
-{
-	"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"
-}
-
-# poll (every 50 ms) until a query returns t
-await()
-{
-	local give_up=$(( $(date +%s) + 1800 ))
-	while [ "$(sql -c "$1")" != t ]; do
-		if [ "$(date +%s)" -gt "$give_up" ]; then
-			echo "gave up waiting for: $1" >&2
-			exit 1
-		fi
-		sleep 0.05
-	done
-}
+bench_cluster job_queue_monitor_bench
+export PGDATABASE=bench
 
 # average milliseconds of a query over $3 (default $CALLS) calls by one client, as role $1
 query_ms()
@@ -81,15 +51,8 @@ row()
 	printf '  %-68s %12s %12s\n' "$@"
 }
 
-"$BINDIR/initdb" -D "$PGDATA" -U postgres -A trust --no-instructions >"$TMP/initdb.log" 2>&1
-cat >>"$PGDATA/postgresql.conf" <<EOC
-listen_addresses = ''
-unix_socket_directories = '$TMP'
-shared_preload_libraries = 'job_queue'
-max_worker_processes = 32
-${BENCH_CONF:-}
-EOC
-"$BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/server.log" -w start >/dev/null
+bench_start "listen_addresses = ''" "shared_preload_libraries = 'job_queue'" \
+	"max_worker_processes = 32" "${BENCH_CONF:-}"
 sql -d postgres -c "CREATE DATABASE bench"
 sql -c "CREATE EXTENSION job_queue" -c "CREATE ROLE app LOGIN"
 await "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"

@@ -27,9 +27,8 @@
 #   BENCH_GRAPHILE             0: no graphile-worker reference    (1)
 #   BENCH_CONF                 extra postgresql.conf lines        (none)
 set -euo pipefail
-
-# PostgreSQL refuses to run as root: start again as postgres
-[ "$(id -u)" != 0 ] || exec runuser -u postgres -- bash "$(readlink -f "$0")" "$@"
+. "$(dirname "$0")/cluster.sh"
+bench_as_postgres "$@"
 
 JOBS=${BENCH_WORKER_JOBS:-20000}
 FLEET=${BENCH_WORKER_FLEET:-1 2 4 8}
@@ -38,14 +37,16 @@ LATENCY_JOBS=${BENCH_WORKER_LATENCY_JOBS:-200}
 GRAPHILE=${BENCH_GRAPHILE:-1}
 PARALLEL=8
 
-BINDIR=$(pg_config --bindir)
 if [ ! -x "$BINDIR/jq_worker" ]; then
 	echo "jq_worker is not installed in $BINDIR: run make install first" >&2
 	exit 1
 fi
 
-TMP=$(mktemp -d /tmp/job_queue_worker_bench.XXXXXX)
-PGDATA=$TMP/data
+# the cluster listens on a socket in $TMP, and on a free loopback port for
+# graphile-worker
+bench_cluster job_queue_worker_bench
+export PGDATABASE=postgres
+AWAIT_POLL=0.02
 WORKER_PIDS=()
 
 finish()
@@ -54,34 +55,9 @@ finish()
 		kill "$pid" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
-	if [ -f "$PGDATA/postmaster.pid" ]; then
-		"$BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$TMP"
+	bench_finish
 }
 trap finish EXIT
-
-# the cluster listens on a socket in $TMP, and on a free loopback port for
-# graphile-worker
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export PGHOST=$TMP PGPORT=$PORT PGDATABASE=postgres PGUSER=postgres
-sql()
-{
-	"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"
-}
-
-# poll (every 20 ms) until a query returns t
-await()
-{
-	local give_up=$(( $(date +%s) + 900 ))
-	while [ "$(sql -c "$1")" != t ]; do
-		if [ "$(date +%s)" -gt "$give_up" ]; then
-			echo "gave up waiting for: $1" >&2
-			exit 1
-		fi
-		sleep 0.02
-	done
-}
 
 # start_workers N NAME ARGS...: N jq_worker processes NAME1..NAMEN
 start_workers()
@@ -132,7 +108,7 @@ timed()
 graphile()
 {
 	(cd "$TMP/graphile" && ./node_modules/.bin/graphile-worker \
-		-c "postgres://postgres@127.0.0.1:$PORT/postgres" "$@")
+		-c "postgres://postgres@127.0.0.1:$PGPORT/postgres" "$@")
 }
 
 # "version jobs/s" of graphile-worker --jobs $PARALLEL --once draining $JOBS
@@ -168,16 +144,8 @@ shell_loop_rate()
 		'BEGIN { printf "%.0f", n / (b - a) }'
 }
 
-"$BINDIR/initdb" -D "$PGDATA" -U postgres -A trust --no-instructions >"$TMP/initdb.log" 2>&1
-cat >>"$PGDATA/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$TMP'
-shared_preload_libraries = 'job_queue'
-jq.execute_in_server = off
-${BENCH_CONF:-}
-EOF
-"$BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/server.log" -w start >/dev/null
+bench_start "listen_addresses = '127.0.0.1'" "shared_preload_libraries = 'job_queue'" \
+	"jq.execute_in_server = off" "${BENCH_CONF:-}"
 sql -c "CREATE EXTENSION job_queue"
 
 echo "jq_worker benchmark"

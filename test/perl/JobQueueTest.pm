@@ -11,7 +11,8 @@ use Time::HiRes ();
 
 our @EXPORT = qw(job_queue_node wait_until process_alive live_after
   long_shell_command wait_for_pid_file job_pids kill_leftovers
-  kill_for_crash_restart start_jq_worker jq_worker_log wait_child);
+  kill_for_crash_restart start_jq_worker jq_worker_log wait_child
+  wait_named_child stop_child);
 
 # A started node that preloads job_queue.  Arguments: init => { options of
 # init() }, preload => shared_preload_libraries (default 'job_queue'),
@@ -125,6 +126,59 @@ sub kill_for_crash_restart
 	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
 	$node->wait_for_log(qr/database system is ready to accept connections/, $log_offset);
 	return 1;
+}
+
+# ----------------------------------------------------------------------
+# Jobs and workers as the server shows them
+# ----------------------------------------------------------------------
+
+push @EXPORT, qw(wait_for_job_state worker_count wait_for_worker_count worker_pid);
+
+# Wait until job $id of database $dbname is in $state (as jq_jobs shows
+# it); returns whether it came to that state before the test timeout.
+sub wait_for_job_state
+{
+	my ($node, $dbname, $id, $state) = @_;
+	return $node->poll_query_until($dbname, "SELECT state FROM jq_jobs WHERE id = $id",
+		$state);
+}
+
+# The pg_stat_activity rows of job_queue's workers of one kind ($type:
+# launcher, scheduler, executor, shell executor; every kind when undef),
+# in database $dbname when it is given.
+sub worker_query
+{
+	my ($what, $type, $dbname) = @_;
+	my $kind =
+	  defined $type
+	  ? "backend_type = 'job_queue $type'"
+	  : "backend_type LIKE 'job_queue%'";
+	my $where = defined $dbname ? " AND datname = '$dbname'" : '';
+	return "SELECT $what FROM pg_stat_activity WHERE $kind$where";
+}
+
+# How many job_queue workers of kind $type run (in $dbname when given).
+sub worker_count
+{
+	my ($node, $type, $dbname) = @_;
+	return $node->safe_psql('postgres', worker_query('count(*)', $type, $dbname));
+}
+
+# Wait until $count job_queue workers of kind $type run (in $dbname when
+# given); returns whether they did before the test timeout.
+sub wait_for_worker_count
+{
+	my ($node, $type, $count, $dbname) = @_;
+	return $node->poll_query_until('postgres', worker_query('count(*)', $type, $dbname),
+		$count);
+}
+
+# The pid of the job_queue worker of kind $type (the launcher, or the
+# scheduler of $dbname).
+sub worker_pid
+{
+	my ($node, $type, $dbname) = @_;
+	return $node->safe_psql('postgres', worker_query('pid', $type, $dbname));
 }
 
 # ----------------------------------------------------------------------
@@ -516,6 +570,23 @@ sub wait_child
 	my $done = wait_until(sub { waitpid($pid, POSIX::WNOHANG()) == $pid }, $seconds);
 	return undef unless $done;
 	return ($? & 127) ? 'signal ' . ($? & 127) : $? >> 8;
+}
+
+# wait_child for the child $children->{$name}, forgotten once it has exited.
+sub wait_named_child
+{
+	my ($children, $name, $seconds) = @_;
+	my $status = wait_child($children->{$name}, $seconds);
+	delete $children->{$name} if defined $status;
+	return $status;
+}
+
+# SIGTERM child $pid and wait_child for it.
+sub stop_child
+{
+	my ($pid, $seconds) = @_;
+	kill 'TERM', $pid;
+	return wait_child($pid, $seconds);
 }
 
 1;

@@ -27,7 +27,6 @@ use Exporter 'import';
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JobQueueTest;
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(run_lang_worker_tests);
@@ -97,13 +96,7 @@ jq.retry_backoff_cap = '100ms'
 		return $pid;
 	};
 	# exit code of worker $name, "signal N", or undef if it runs on after $seconds
-	my $wait_exit = sub {
-		my ($name, $seconds) = @_;
-		my $pid = $workers{$name};
-		wait_until(sub { waitpid($pid, WNOHANG) == $pid }, $seconds) or return undef;
-		delete $workers{$name};
-		return ($? & 127) ? 'signal ' . ($? & 127) : $? >> 8;
-	};
+	my $wait_exit = sub { return wait_named_child(\%workers, @_) };
 	my $enqueue = sub {
 		my ($task, %opt) = @_;
 		my $options = join '', map { ", $_ => $opt{$_}" } sort keys %opt;

@@ -20,25 +20,6 @@ $PostgreSQL::Test::Utils::timeout_default = 10
 # idle executors stay, and with them their database's scheduler
 my $node = job_queue_node('databases', conf => "jq.executor_idle_timeout = 0\n");
 
-# job_queue workers of one kind ('launcher', 'scheduler', 'executor') in a
-# database, or in the whole cluster when $dbname is undef
-sub workers
-{
-	my ($type, $dbname) = @_;
-	my $where = defined $dbname ? "AND datname = '$dbname'" : '';
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue $type' $where"
-	);
-}
-
-sub scheduler_pid
-{
-	my ($dbname) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler' AND datname = '$dbname'"
-	);
-}
-
 sub wait_for_workers
 {
 	my ($dbname, $schedulers, $executors, $what) = @_;
@@ -61,8 +42,7 @@ sub run_job
 		"SELECT jq_enqueue('INSERT INTO done VALUES (current_database(), ''$tag'')')"
 	);
 	like($id, qr/^\d+$/, "$dbname: jq_enqueue returned an id");
-	ok( $node->poll_query_until(
-			$dbname, "SELECT state FROM jq_jobs WHERE id = $id", 'succeeded'),
+	ok(wait_for_job_state($node, $dbname, $id, 'succeeded'),
 		"$dbname: job $tag succeeded");
 	is( $node->safe_psql($dbname, "SELECT db FROM done WHERE tag = '$tag'"),
 		$dbname, "$dbname: job $tag ran in $dbname");
@@ -74,9 +54,7 @@ ok( $node->poll_query_until(
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue launcher' AND datname IS NULL",
 		'1'),
 	'one launcher, connected to no database');
-my $launcher_pid = $node->safe_psql('postgres',
-	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue launcher'"
-);
+my $launcher_pid = worker_pid($node, 'launcher');
 
 $node->safe_psql('postgres', 'CREATE DATABASE db1');
 $node->safe_psql('postgres', 'CREATE DATABASE db2');
@@ -118,14 +96,16 @@ my $db1_only = $node->safe_psql('db1',
 is($db1_only, '1', 'db1 sees only its own job');
 
 # DROP EXTENSION: that database's workers leave, the others stay
-my $db1_sched = scheduler_pid('db1');
+my $db1_sched = worker_pid($node, 'scheduler', 'db1');
 $node->safe_psql('db2', 'DROP EXTENSION job_queue');
 wait_for_workers('db2', 0, 0, 'after DROP EXTENSION');
 # the launcher does not start them again (it waits 1 s before a restart)
 sleep(2);
-is(workers('scheduler', 'db2') + workers('executor', 'db2'),
+is( worker_count($node, 'scheduler', 'db2') +
+	  worker_count($node, 'executor', 'db2'),
 	0, 'db2: no worker came back after DROP EXTENSION');
-is(scheduler_pid('db1'), $db1_sched, 'db1: scheduler untouched by the DROP in db2');
+is(worker_pid($node, 'scheduler', 'db1'),
+	$db1_sched, 'db1: scheduler untouched by the DROP in db2');
 run_job('db1', 'after_drop_ext');
 
 # and CREATE EXTENSION again brings them back
@@ -134,7 +114,7 @@ run_job('db2', 'recreated');
 wait_for_workers('db2', 1, 1, 'after CREATE EXTENSION again');
 
 # CREATE DATABASE ... TEMPLATE a database whose workers run
-$db1_sched = scheduler_pid('db1');
+$db1_sched = worker_pid($node, 'scheduler', 'db1');
 like($db1_sched, qr/^\d+$/, 'db1: scheduler running before the copy');
 wait_for_workers('db1', 1, 1, 'before the copy');
 my ($ret, $stdout, $stderr) =
@@ -148,7 +128,8 @@ run_job('db1_copy', 'in_copy');
 wait_for_workers('db1_copy', 1, 1, 'in the copy');
 run_job('db1', 'after_copy');
 wait_for_workers('db1', 1, 1, 'in the template again after the copy');
-isnt(scheduler_pid('db1'), $db1_sched, 'db1: a new scheduler after the copy');
+isnt(worker_pid($node, 'scheduler', 'db1'),
+	$db1_sched, 'db1: a new scheduler after the copy');
 
 # ALTER DATABASE ... RENAME while its workers run
 my $db1_oid = $node->safe_psql('postgres',
@@ -169,9 +150,7 @@ is( $node->safe_psql(
 	),
 	'0',
 	'no worker of the renamed database under its old name');
-ok( $node->poll_query_until(
-		'db1_renamed', "SELECT state FROM jq_jobs WHERE id = $delayed",
-		'succeeded'),
+ok(wait_for_job_state($node, 'db1_renamed', $delayed, 'succeeded'),
 	'db1_renamed: a job delayed across the rename ran');
 is( $node->safe_psql('db1_renamed', "SELECT db FROM done WHERE tag = 'delayed'"),
 	'db1_renamed', 'db1_renamed: the delayed job ran in the renamed database');
@@ -189,13 +168,13 @@ is( $node->safe_psql('db1_copy', "SELECT state FROM jq_jobs WHERE id = $sleeper"
 	'running', 'db1_copy: the long job is running');
 
 # a role that may not drop the database cannot stop its workers by trying
-my $copy_sched = scheduler_pid('db1_copy');
+my $copy_sched = worker_pid($node, 'scheduler', 'db1_copy');
 $node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
 ($ret, $stdout, $stderr) =
   $node->psql('postgres', 'DROP DATABASE db1_copy', extra_params => [ '-U', 'intruder' ]);
 like($stderr, qr/must be owner of database db1_copy/,
 	'DROP DATABASE by a role that does not own it fails');
-is(scheduler_pid('db1_copy'), $copy_sched,
+is(worker_pid($node, 'scheduler', 'db1_copy'), $copy_sched,
 	'db1_copy: the failed DROP left its scheduler alone');
 is( $node->safe_psql('db1_copy', "SELECT state FROM jq_jobs WHERE id = $sleeper"),
 	'running', 'db1_copy: and its long job still runs');
@@ -231,11 +210,7 @@ is( $node->safe_psql(
 ok( !$node->log_contains(qr/database \d+ does not exist|database "db1_copy" does not exist/,
 		$log_offset),
 	'no attempt to connect to the dropped database');
-is( $node->safe_psql(
-		'postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue launcher'"
-	),
-	$launcher_pid,
+is(worker_pid($node, 'launcher'), $launcher_pid,
 	'the launcher survived all of it');
 run_job('db1_renamed', 'after_dropdb');
 run_job('db2', 'after_dropdb');
@@ -246,7 +221,7 @@ wait_for_workers('db2', 1, 1, 'after the DROP DATABASE of another one');
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE db2');
 is($ret, 0, 'DROP DATABASE succeeds while idle workers run there')
   or diag($stderr);
-is(workers('scheduler'), '1', 'one scheduler left in the cluster');
+is(worker_count($node, 'scheduler'), '1', 'one scheduler left in the cluster');
 
 $node->stop;
 done_testing();

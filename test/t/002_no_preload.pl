@@ -44,12 +44,7 @@ is(scalar(keys %{ { map { $_ => 1 } @ids } }), 3, 'the ids are distinct');
 
 # nothing runs them
 sleep(2);
-is( $node->safe_psql(
-		'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%'"
-	),
-	'0',
-	'no job_queue worker runs');
+is(worker_count($node), '0', 'no job_queue worker runs');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(state || ':' || attempts, ',' ORDER BY id) FROM jq_jobs"),

@@ -35,17 +35,13 @@ ok( $primary->poll_query_until(
 my $first = $primary->safe_psql('jobs',
 	"SELECT jq_enqueue('INSERT INTO done VALUES (''primary'', pg_is_in_recovery())')"
 );
-ok( $primary->poll_query_until(
-		'jobs', "SELECT state FROM jq_jobs WHERE id = $first", 'succeeded'),
+ok(wait_for_job_state($primary, 'jobs', $first, 'succeeded'),
 	'primary: a job ran');
 
 # jobs the primary will not run: they are due once the standby is promoted
 $primary->safe_psql('jobs', 'ALTER SYSTEM SET jq.execute_in_server = off');
 $primary->reload;
-ok( $primary->poll_query_until(
-		'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue executor'",
-		'0'),
+ok(wait_for_worker_count($primary, 'executor', '0'),
 	'primary: executors stopped with jq.execute_in_server off');
 my $pending = $primary->safe_psql('jobs',
 	"SELECT jq_enqueue('INSERT INTO done VALUES (''pending'', pg_is_in_recovery())')"
@@ -116,11 +112,9 @@ ok( $standby->poll_query_until(
 my $new = $standby->safe_psql('jobs',
 	"SELECT jq_enqueue('INSERT INTO done VALUES (''promoted'', pg_is_in_recovery())')"
 );
-ok( $standby->poll_query_until(
-		'jobs', "SELECT state FROM jq_jobs WHERE id = $new", 'succeeded'),
+ok(wait_for_job_state($standby, 'jobs', $new, 'succeeded'),
 	'promoted: a new job ran');
-ok( $standby->poll_query_until(
-		'jobs', "SELECT state FROM jq_jobs WHERE id = $delayed", 'succeeded'),
+ok(wait_for_job_state($standby, 'jobs', $delayed, 'succeeded'),
 	'promoted: the delayed job ran');
 is( $standby->safe_psql('jobs',
 		"SELECT started_at >= run_at FROM jq_jobs WHERE id = $delayed"),

@@ -32,13 +32,11 @@ my $workers_query = q{
 	FROM pg_stat_activity WHERE datname = 'postgres'};
 # executors start for work, and stay a while once idle
 my $warm_up = $node->safe_psql('postgres', "SELECT jq_enqueue('SELECT 1')");
-ok($node->poll_query_until('postgres', "SELECT state FROM jq_jobs WHERE id = $warm_up", 'succeeded'),
+ok(wait_for_job_state($node, 'postgres', $warm_up, 'succeeded'),
 	'a first job ran');
 ok($node->poll_query_until('postgres', $workers_query, '1/1'),
 	'scheduler and an executor run');
-my $scheduler_pid = $node->safe_psql('postgres',
-	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler'"
-);
+my $scheduler_pid = worker_pid($node, 'scheduler');
 
 # healthy jobs on both sides of a job that terminates its own executor, all
 # committed at once so that one executor claims them together
@@ -55,8 +53,7 @@ my $poison = splice(@ids, 5, 1);
 my @healthy = @ids;
 is(scalar(@healthy), 10, 'enqueued a poison job among ten healthy ones');
 
-ok( $node->poll_query_until(
-		'postgres', "SELECT state FROM jq_jobs WHERE id = $poison", 'failed'),
+ok(wait_for_job_state($node, 'postgres', $poison, 'failed'),
 	'the poison job ends failed');
 is( $node->safe_psql(
 		'postgres',
@@ -98,12 +95,7 @@ is( $node->safe_psql(
 my $deaths = () = slurp_file($node->logfile, $log_offset) =~
   /terminating background worker "job_queue executor"/g;
 is($deaths, 3, 'the poison job terminated exactly three executors');
-is( $node->safe_psql(
-		'postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler'"
-	),
-	$scheduler_pid,
-	'the scheduler stayed up');
+is(worker_pid($node, 'scheduler'), $scheduler_pid, 'the scheduler stayed up');
 ok($node->poll_query_until('postgres', $workers_query, '1/1'),
 	'the scheduler keeps an executor');
 
@@ -114,8 +106,7 @@ my $failing = $node->safe_psql('postgres',
 my $flaky = $node->safe_psql('postgres',
 	"SELECT jq_enqueue('SELECT 42 / CASE WHEN nextval(''flaky_seq'') < 3 THEN 0 ELSE 1 END AS answer')"
 );
-ok( $node->poll_query_until(
-		'postgres', "SELECT state FROM jq_jobs WHERE id = $failing", 'failed'),
+ok(wait_for_job_state($node, 'postgres', $failing, 'failed'),
 	'the erroring job ends failed');
 is( $node->safe_psql(
 		'postgres', qq{
@@ -147,8 +138,7 @@ is( $node->safe_psql(
 	't',
 	'retries waited no longer than jq.retry_backoff_cap');
 
-ok( $node->poll_query_until(
-		'postgres', "SELECT state FROM jq_jobs WHERE id = $flaky", 'succeeded'),
+ok(wait_for_job_state($node, 'postgres', $flaky, 'succeeded'),
 	'the flaky job succeeded');
 is( $node->safe_psql(
 		'postgres', qq{
@@ -157,12 +147,8 @@ is( $node->safe_psql(
 	'3:2:[{"answer": 42}]',
 	'on its third attempt, after two errors');
 
-is( $node->safe_psql(
-		'postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler'"
-	),
-	$scheduler_pid,
-	'the scheduler is still the same process');
+is(worker_pid($node, 'scheduler'),
+	$scheduler_pid, 'the scheduler is still the same process');
 
 $node->stop;
 done_testing();

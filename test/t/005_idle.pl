@@ -136,8 +136,7 @@ is( $node->safe_psql(
 # lets a report held back by the one-second minimum go out)
 sleep(1.1);
 my $last = $node->safe_psql('jobs', "SELECT jq_enqueue('SELECT 1')");
-ok( $node->poll_query_until(
-		'jobs', "SELECT state FROM jq_jobs WHERE id = $last", 'succeeded'),
+ok(wait_for_job_state($node, 'jobs', $last, 'succeeded'),
 	'one more job ran');
 ok( $node->poll_query_until(
 		'jobs',
@@ -184,8 +183,7 @@ is(xact_commit(), $commits,
 # idle workers still answer at once
 my $start = time;
 my $id = $node->safe_psql('jobs', "SELECT jq_enqueue('INSERT INTO done VALUES (100)')");
-ok( $node->poll_query_until(
-		'jobs', "SELECT state FROM jq_jobs WHERE id = $id", 'succeeded'),
+ok(wait_for_job_state($node, 'jobs', $id, 'succeeded'),
 	'a new job ran');
 my $elapsed = time - $start;
 cmp_ok($elapsed, '<', 2,

@@ -359,7 +359,7 @@ for my $shape (
 # ======================================================================
 # 3. escapes from SQL jobs run by the in-server executors
 # ======================================================================
-my $scheduler_pid = sq(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'job_queue scheduler'});
+my $scheduler_pid = worker_pid($node, 'scheduler');
 # alice's session, for pg_terminate_backend
 my ($alice_stdin, $alice_stdout, $alice_stderr) = ('', '', '');
 my $alice_h = IPC::Run::start(
@@ -675,7 +675,7 @@ SET ROLE alice;
 SELECT jq_enqueue($$INSERT INTO alice.inbox VALUES ('BATCHMATE')$$, max_attempts => 1);
 COMMIT;
 });
-	$node->poll_query_until('postgres', "SELECT state = 'running' FROM jq_jobs WHERE id = $m");
+	wait_for_job_state($node, 'postgres', $m, 'running');
 	my ($out, $err) = psql_as($node, 'mallory', qq{
 SELECT jq_complete($m, '{"forged": true}', 1);
 SELECT jq_fail($m, 'forged', false, 1);
@@ -886,7 +886,7 @@ for my $how ('its timeout', 'jq_cancel')
 {
 	my $timeout = $how eq 'jq_cancel' ? "'1 hour'" : "'1 second'";
 	my $m = sq("SET ROLE mallory; SELECT jq_enqueue('$trap_q', timeout => $timeout, max_attempts => 1)");
-	$node->poll_query_until('postgres', "SELECT state = 'running' FROM jq_jobs WHERE id = $m");
+	wait_for_job_state($node, 'postgres', $m, 'running');
 	my $a = sq(q{SET ROLE alice; SELECT jq_enqueue('SELECT 1', max_attempts => 1)});
 	psql_as($node, 'mallory', "SELECT jq_cancel($m)") if $how eq 'jq_cancel';
 	my $freed = wait_until(

@@ -20,7 +20,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use JobQueueTest;
 use IPC::Run;
-use POSIX ();
 use Time::HiRes qw(sleep time);
 
 $PostgreSQL::Test::Utils::timeout_default = 60
@@ -55,16 +54,8 @@ my @worker_pids;
 sub start_worker
 {
 	my ($role, $name, @args) = @_;
-	my $log = "$PostgreSQL::Test::Utils::log_path/jq_worker_$name.log";
-	my $pid = fork() // die "could not fork: $!";
-	if ($pid == 0)
-	{
-		open(STDOUT, '>>', $log) or die "could not open $log: $!";
-		open(STDERR, '>&', \*STDOUT) or die;
-		exec('jq_worker', '--dsn', $node->connstr('postgres') . " user=$role",
-			'--name', $name, '--recheck', '1', @args)
-		  or die "could not run jq_worker: $!";
-	}
+	my $pid = start_jq_worker($name, '--dsn', $node->connstr('postgres') . " user=$role",
+		'--recheck', '1', @args);
 	push @worker_pids, $pid;
 	return $pid;
 }
@@ -72,10 +63,7 @@ sub start_worker
 sub stop_worker
 {
 	my ($pid) = @_;
-	kill 'TERM', $pid;
-	my $deadline = time + 30;
-	sleep 0.05 until waitpid($pid, POSIX::WNOHANG()) == $pid || time > $deadline;
-	kill 'KILL', $pid if time > $deadline;
+	defined stop_child($pid, 30) or kill 'KILL', $pid;
 	return;
 }
 

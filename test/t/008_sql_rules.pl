@@ -116,8 +116,7 @@ $node->restart;
 local $ENV{PGOPTIONS} = '-c statement_timeout=0 -c default_transaction_read_only=off';
 my $id = $node->safe_psql('owned',
 	q{SELECT jq_enqueue($$SELECT current_setting('search_path') AS path, pg_sleep(0.2)$$)});
-ok( $node->poll_query_until(
-		'owned', "SELECT state = 'succeeded' FROM jq_jobs WHERE id = $id"),
+ok(wait_for_job_state($node, 'owned', $id, 'succeeded'),
 	'workers run jobs whatever the database owner set for the database');
 is( $node->safe_psql('owned', "SELECT result->0->>'path' FROM jq_jobs WHERE id = $id"),
 	'lookalike, public',

@@ -305,10 +305,7 @@ ok(!$node->log_contains(qr/reinitializing|terminated by signal/, $log_offset),
 	'scenario 3: no crash restart');
 isnt($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid3"),
 	1, 'scenario 3: the terminated executor is gone');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'job_queue executor'",
-		$executors),
+ok(wait_for_worker_count($node, 'executor', $executors),
 	'scenario 3: the scheduler replaced the executor');
 
 $node->stop;

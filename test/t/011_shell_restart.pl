@@ -148,10 +148,7 @@ is( $node->safe_psql(
 
 $node->safe_psql('postgres',
 	'ALTER SYSTEM SET jq.shell_executors_per_database = 0; SELECT pg_reload_conf()');
-ok( $node->poll_query_until(
-		'postgres', q{
-	SELECT count(*) = 0
-	FROM pg_stat_activity WHERE backend_type = 'job_queue shell executor'}),
+ok(wait_for_worker_count($node, 'shell executor', '0'),
 	'queued: the shell executors stopped');
 my @ids2 = split /\n/, $node->safe_psql(
 	'postgres', qq{

@@ -101,8 +101,7 @@ ok(-e $node->data_dir . "/pg_stat_tmp/job_queue.4294967290.0",
 $log_offset = -s $node->logfile;
 my $crasher = $node->safe_psql('postgres', q{
 	SELECT jq_enqueue($$COPY (SELECT 1) TO PROGRAM 'kill -9 $PPID'$$, max_attempts => 2)});
-ok( $node->poll_query_until(
-		'postgres', "SELECT state FROM jq_jobs WHERE id = $crasher", 'failed'),
+ok(wait_for_job_state($node, 'postgres', $crasher, 'failed'),
 	'the job that crashes the server ends failed');
 is( $node->safe_psql(
 		'postgres',

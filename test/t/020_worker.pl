@@ -24,7 +24,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JobQueueTest;
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 # every wait here is for something due within seconds: give up early
@@ -58,26 +57,14 @@ sub worker_log
 sub wait_log
 {
 	my ($name, $regex) = @_;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	sleep 0.05 until worker_log($name) =~ $regex || time > $deadline;
-	return worker_log($name) =~ $regex;
+	return wait_until(sub { worker_log($name) =~ $regex });
 }
 
 # Wait for a worker to exit: its exit code, "signal N", or undef on timeout.
 sub wait_worker
 {
 	my ($name, $seconds) = @_;
-	my $deadline = time + ($seconds // $PostgreSQL::Test::Utils::timeout_default);
-	while (time < $deadline)
-	{
-		if (waitpid($workers{$name}, WNOHANG) == $workers{$name})
-		{
-			delete $workers{$name};
-			return ($? & 127) ? 'signal ' . ($? & 127) : $? >> 8;
-		}
-		sleep 0.05;
-	}
-	return undef;
+	return wait_named_child(\%workers, $name, $seconds);
 }
 
 # SIGTERM and wait: the exit code.
@@ -93,21 +80,11 @@ END
 	kill 'KILL', values %workers;
 }
 
-# Is a process there, not a zombie?  Linux: from /proc.
-sub alive
-{
-	my ($pid) = @_;
-	open(my $fh, '<', "/proc/$pid/stat") or return 0;
-	my $stat = <$fh> // '';
-	return $stat !~ /^\d+ \(.*\) [ZX]/;
-}
-
+# Whether process $pid is gone within 5 seconds.
 sub wait_dead
 {
 	my ($pid) = @_;
-	my $deadline = time + 5;
-	sleep 0.05 while alive($pid) && time < $deadline;
-	return !alive($pid);
+	return !live_after(5, [$pid]);
 }
 
 sub query
@@ -119,14 +96,6 @@ sub wait_query
 {
 	my ($sql, $expected) = @_;
 	return $node->poll_query_until('postgres', $sql, $expected // 't');
-}
-
-sub slurp_pid
-{
-	my ($file) = @_;
-	my $deadline = time + 10;
-	sleep 0.05 until -s $file || time > $deadline;
-	return -s $file ? (slurp_file($file) =~ /(\d+)/)[0] : undef;
 }
 
 # Each job of a set appends its id to $file: every job must have
@@ -203,7 +172,7 @@ is(query("SELECT started_at >= run_at FROM jq_jobs WHERE id = $delayed"), 't', '
 
 my $slow = query(qq{SELECT jq_enqueue_shell(command => 'echo \$\$ > $dir/leader_\$JQ_ATTEMPT; sleep 3; echo \$JQ_JOB_ID >> $dir/killed', queue => 'slow')});
 start_worker('victim', '--queue', 'slow', '--lease', 1, '--recheck', 1);
-my $leader = slurp_pid("$dir/leader_1");
+my $leader = wait_for_pid_file("$dir/leader_1");
 ok($leader, 'the job started under the victim');
 kill 'KILL', $workers{victim};
 is(wait_worker('victim'), 'signal 9', 'the victim was killed');
@@ -247,7 +216,7 @@ is(stop_worker($_), 0, "$_ stopped") for 'restart1', 'restart2', 'listener';
 # a running job finishes; nothing more is claimed
 my $finishing = query(qq{SELECT jq_enqueue_shell(command => 'echo \$\$ > $dir/finishing; sleep 1; echo done >> $dir/finished', queue => 'stop')});
 start_worker('graceful', '--queue', 'stop', '--lease', 1);
-ok(slurp_pid("$dir/finishing"), 'a job is running');
+ok(wait_for_pid_file("$dir/finishing"), 'a job is running');
 kill 'TERM', $workers{graceful};
 sleep 0.2;
 my $later = query("SELECT jq_enqueue_shell(command => 'true', queue => 'stop')");
@@ -260,7 +229,7 @@ query("SELECT jq_cancel($later)");
 # at the end of the grace the job is stopped and recorded, to be retried
 my $long = query(qq{SELECT jq_enqueue_shell(command => 'echo \$\$ > $dir/long; sleep 60', queue => 'stop')});
 start_worker('short_grace', '--queue', 'stop', '--lease', 1, '--shutdown-grace', 1, '--kill-grace', 1);
-my $long_pid = slurp_pid("$dir/long");
+my $long_pid = wait_for_pid_file("$dir/long");
 ok($long_pid, 'a long job is running');
 $t0 = time;
 kill 'TERM', $workers{short_grace};
@@ -277,11 +246,11 @@ query("SELECT jq_cancel($long)");
 # a second SIGINT kills the jobs at once, even those that ignore SIGTERM
 my $stubborn = query(qq{SELECT jq_enqueue_shell(command => 'trap "" TERM INT; sleep 60 & echo \$! > $dir/stubborn; wait', queue => 'stop')});
 start_worker('interrupted', '--queue', 'stop', '--lease', 1);
-my $stubborn_pid = slurp_pid("$dir/stubborn");
+my $stubborn_pid = wait_for_pid_file("$dir/stubborn");
 ok($stubborn_pid, 'a job that ignores SIGTERM is running');
 kill 'INT', $workers{interrupted};
 sleep 0.3;
-ok(alive($stubborn_pid), 'one SIGINT lets it run');
+ok(process_alive($stubborn_pid), 'one SIGINT lets it run');
 $t0 = time;
 kill 'INT', $workers{interrupted};
 is(wait_worker('interrupted', 5), 1, 'a second SIGINT makes the worker exit 1');
@@ -298,7 +267,7 @@ start_worker('timeouts', '--queue', 'timeouts', '--lease', 1, '--kill-grace', 1)
 my $timeout = query(qq{SELECT jq_enqueue_shell(
 	command => 'sleep 61 & echo \$! > $dir/child; (sleep 62 & echo \$! > $dir/grandchild); sleep 63',
 	queue => 'timeouts', timeout => '1s', max_attempts => 1)});
-my ($child, $grandchild) = (slurp_pid("$dir/child"), slurp_pid("$dir/grandchild"));
+my ($child, $grandchild) = (wait_for_pid_file("$dir/child"), wait_for_pid_file("$dir/grandchild"));
 ok($child && $grandchild, 'the job started a child and an orphaned grandchild');
 ok(wait_query("SELECT state = 'failed' FROM jq_jobs WHERE id = $timeout"), 'the job timed out');
 like(query("SELECT last_error FROM jq_jobs WHERE id = $timeout"),
@@ -310,7 +279,7 @@ ok(wait_dead($grandchild), 'its grandchild was killed');
 my $background = query(qq{SELECT jq_enqueue_shell(
 	command => 'sleep 64 & echo \$! > $dir/background; echo started', queue => 'timeouts')});
 ok(wait_query("SELECT state = 'succeeded' FROM jq_jobs WHERE id = $background"), 'a job that leaves a process behind succeeded');
-ok(wait_dead(slurp_pid("$dir/background")), 'what it left running was killed when it exited');
+ok(wait_dead(wait_for_pid_file("$dir/background")), 'what it left running was killed when it exited');
 is(query("SELECT result->>'stdout' FROM jq_jobs WHERE id = $background"), "started\n", 'its output was kept');
 is(stop_worker('timeouts'), 0, 'the worker stopped');
 

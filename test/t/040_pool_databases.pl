@@ -85,7 +85,7 @@ my $poison = $node->safe_psql('a', q{
 	SELECT jq_enqueue('SELECT pg_terminate_backend(pg_backend_pid())', max_attempts => 4)});
 enqueue_sql('a', 'after_poison', 101, 120, 0);
 enqueue_sql($_, 'beside_poison', 101, 300, 0.005) for qw(b c);
-ok($node->poll_query_until('a', "SELECT state FROM jq_jobs WHERE id = $poison", 'failed'),
+ok(wait_for_job_state($node, 'a', $poison, 'failed'),
 	'a: the poison job ends failed')
   or diag($node->safe_psql('a', qq{
 	SELECT (SELECT string_agg(state || ' ' || attempts || ' ' || run_at, ' ') FROM jq_jobs WHERE id = $poison)

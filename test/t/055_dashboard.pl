@@ -70,7 +70,7 @@ psql_as('bob', q{SELECT jq_enqueue('SELECT 1', queue => 'bobs_later', run_at => 
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 2 FROM jq_jobs WHERE id IN ($failing, $bobs) AND state = 'failed'")
   or die 'the failing jobs did not fail';
-$node->poll_query_until('postgres', "SELECT state = 'running' FROM jq_jobs WHERE id = $running")
+wait_for_job_state($node, 'postgres', $running, 'running')
   or die 'the long job did not start';
 
 # start jq_dashboard (found in PATH, the installation's bindir) as alice
@@ -272,7 +272,7 @@ is($node->safe_psql('postgres',
 # 3 again: with the token, cancel works
 $r = post("/api/cancel?id=$running", 'X-CSRF-Token' => $token, Origin => $base);
 is($r->{status}, 200, 'cancel with the token');
-$node->poll_query_until('postgres', "SELECT state = 'cancelled' FROM jq_jobs WHERE id = $running")
+wait_for_job_state($node, 'postgres', $running, 'cancelled')
   or fail('the running job was not cancelled');
 
 # 7. the server restarts: the page is told the database cannot be reached,

@@ -160,8 +160,7 @@ is(direct(q{SELECT count(DISTINCT lease_owner) || ' ' || min(lease_owner)
 # pooler; its --recheck (600 s) would come much later
 my $t0 = time;
 my $woken = pooled(q{SELECT jq_enqueue_shell(command => 'true', queue => 'work')});
-ok($node->poll_query_until('postgres',
-	"SELECT state = 'succeeded' FROM jq_jobs WHERE id = $woken"),
+ok(wait_for_job_state($node, 'postgres', $woken, 'succeeded'),
 	'a job enqueued through the pooler woke the listening worker');
 cmp_ok(time - $t0, '<', 60, 'long before --recheck');
 like(jq_worker_log('pooled'), qr/listening for new jobs on database "postgres"/,
@@ -176,8 +175,7 @@ ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 50 FROM jq_jobs WHERE queue = 'nolisten' AND state = 'succeeded'}),
 	'a worker without LISTEN drains its queue');
 my $late = pooled(q{SELECT jq_enqueue_shell(command => 'true', queue => 'nolisten')});
-ok($node->poll_query_until('postgres',
-	"SELECT state = 'succeeded' FROM jq_jobs WHERE id = $late"),
+ok(wait_for_job_state($node, 'postgres', $late, 'succeeded'),
 	'and finds a later job at its next recheck');
 unlike(jq_worker_log('polling'), qr/listening|failed/, 'it neither listened nor failed');
 
