@@ -70,7 +70,7 @@ src/claim_trace.o: src/claim_trace.h src/internal_sql.h src/job_queue.h src/job_
 src/compat.o: src/compat.h
 src/dequeue.o: src/api.h src/compat.h src/executor.h src/internal_sql.h src/job_queue.h src/shmem.h src/wakeup.h
 src/enqueue.o: src/api.h src/guc.h src/internal_sql.h src/job_queue.h src/queue_settings.h src/wakeup.h
-src/executor.o: src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shell_job.h src/shmem.h src/wakeup.h
+src/executor.o: src/claim_trace.h src/executor.h src/guc.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/protocol.h src/shell_job.h src/shmem.h src/wakeup.h
 src/guc.o: src/compat.h src/guc.h src/internal_sql.h
 src/internal_sql.o: src/compat.h src/internal_sql.h
 src/job_queue.o: src/guc.h src/job_queue.h src/launcher.h src/monitor.h src/shmem.h src/utility.h src/wakeup.h

@@ -68,6 +68,7 @@
 #include "job_queue.h"
 #include "job_run.h"
 #include "outcome.h"
+#include "protocol.h"
 #include "shell_job.h"
 #include "shmem.h"
 #include "wakeup.h"
@@ -133,12 +134,12 @@ exe_leave(void)
 "	CASE WHEN c.kind = 'shell' THEN " \
 "		ARRAY(SELECT e.key OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) e.value " \
 "			  FROM pg_catalog.jsonb_each_text(c.env) e) " \
-"		OPERATOR(pg_catalog.||) ARRAY['JQ_JOB_ID=' OPERATOR(pg_catalog.||) c.id, " \
-"			'JQ_ATTEMPT=' OPERATOR(pg_catalog.||) c.attempts, " \
-"			'JQ_MAX_ATTEMPTS=' OPERATOR(pg_catalog.||) c.max_attempts, " \
-"			'JQ_QUEUE=' OPERATOR(pg_catalog.||) c.queue, " \
-"			'JQ_PROGRESS_FILE=' OPERATOR(pg_catalog.||) jq._progress_file(c.id)] " \
-"		OPERATOR(pg_catalog.||) ARRAY(SELECT 'JQ_PAYLOAD=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text " \
+"		OPERATOR(pg_catalog.||) ARRAY['" JQ_ENV_JOB_ID "=' OPERATOR(pg_catalog.||) c.id, " \
+"			'" JQ_ENV_ATTEMPT "=' OPERATOR(pg_catalog.||) c.attempts, " \
+"			'" JQ_ENV_MAX_ATTEMPTS "=' OPERATOR(pg_catalog.||) c.max_attempts, " \
+"			'" JQ_ENV_QUEUE "=' OPERATOR(pg_catalog.||) c.queue, " \
+"			'" JQ_ENV_PROGRESS_FILE "=' OPERATOR(pg_catalog.||) jq._progress_file(c.id)] " \
+"		OPERATOR(pg_catalog.||) ARRAY(SELECT '" JQ_ENV_PAYLOAD "=' OPERATOR(pg_catalog.||) c.payload::pg_catalog.text " \
 "									  WHERE c.payload IS NOT NULL) " \
 "	END, " \
 "	c.attempts > 1, c.attempts " \
