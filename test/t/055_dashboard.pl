@@ -58,9 +58,12 @@ sub psql_as
 
 # alice's jobs: one that reports progress and runs long, one that fails
 # until alice_flag has a row; bob's: one that fails
+# the long job first, alone: jobs claimed in the same batch would wait for it
 my $running = psql_as('alice',
 	q{SELECT jq_enqueue($$SELECT jq_progress(0.42, 'halfway there'); SELECT pg_sleep(600)$$,
 	                    queue => 'reports')});
+wait_for_job_state($node, 'postgres', $running, 'running')
+  or die 'the long job did not start';
 my $failing = psql_as('alice',
 	q{SELECT jq_enqueue('SELECT 1 / (SELECT count(*)::int FROM alice_flag)', queue => 'mail',
 	                    max_attempts => 1, payload => '{"to": "ada@example.com"}')});
@@ -70,8 +73,6 @@ psql_as('bob', q{SELECT jq_enqueue('SELECT 1', queue => 'bobs_later', run_at => 
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 2 FROM jq_jobs WHERE id IN ($failing, $bobs) AND state = 'failed'")
   or die 'the failing jobs did not fail';
-wait_for_job_state($node, 'postgres', $running, 'running')
-  or die 'the long job did not start';
 
 # start jq_dashboard (found in PATH, the installation's bindir) as alice
 my $log = "$PostgreSQL::Test::Utils::log_path/jq_dashboard.log";
