@@ -139,7 +139,7 @@ run_sql_jobs(JqJob *jobs, const bool *held, int n)
 	int			nran = 0;
 	int			done = 0;
 
-	/* as in an executor, only the jobs' own SQL may be cancelled */
+	/* as in an executor, only the jobs' own SQL may be cancelled (job_run.c) */
 	HOLD_CANCEL_INTERRUPTS();
 	for (; done < n; done++)
 	{
@@ -161,9 +161,14 @@ run_sql_jobs(JqJob *jobs, const bool *held, int n)
 			break;
 		}
 	}
-	RESUME_CANCEL_INTERRUPTS();
 
+	/*
+	 * A cancel that comes now, too late to stop a job, must not undo the
+	 * outcomes of those that ran: the call ends as it would have.
+	 */
 	jq_finish_jobs(ran, nran, JQ_KINDS_ALL);
+	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
 	pfree(ran);
 	return done;
 }

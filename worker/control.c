@@ -14,7 +14,11 @@
  * taking turns with claims.  A claim takes jobs of one kind: one job per
  * free slot for shell jobs, up to --batch-size per free slot for SQL jobs,
  * which are shared out among the free slots, a batch each; a worker of
- * both kinds claims them in turn.  Jobs may be waiting after
+ * both kinds claims them in turn.  A worker of SQL jobs only claims ahead:
+ * it keeps up to a batch per slot waiting in a pool, so that a slot whose
+ * batch ended starts the next at once, while the claims, each of half the
+ * pool or more, run alongside the batches; a pooled job waits about a
+ * batch's time, well within its lease.  Jobs may be waiting after
  * connecting, after a notification for one of our queues, after a claim
  * that got all it asked for, and every --recheck, a safety net: the
  * in-server scheduler notifies when delayed jobs and retries come due, but
@@ -148,6 +152,62 @@ control_send(Worker *w, ControlTask task, const char *sql,
 
 static void control_ready(Worker *w);
 
+/*
+ * Jobs the next claim of that kind may ask for, counting reporting slots
+ * of jobs whose outcomes it records as free: 0 when there is no room.
+ */
+static int
+control_claim_room(const Worker *w, bool sql, int reporting)
+{
+	int			slots = control_free_slots(w) + reporting;
+	int			ahead;
+
+	if (!sql)
+		return slots;
+	if (w->opts.run_shell)
+		return slots * w->opts.batch_size;
+	/* claiming ahead: when the pool is half empty, fill it */
+	ahead = w->opts.concurrency * w->opts.batch_size - w->npool;
+	return ahead >= Max(w->opts.batch_size, w->opts.concurrency * w->opts.batch_size / 2) ?
+		ahead : 0;
+}
+
+/* The kind of jobs the next claim takes. */
+static bool
+control_next_claim_sql(const Worker *w)
+{
+	return w->opts.run_sql && w->opts.run_shell ? !w->claim_sql : w->opts.run_sql;
+}
+
+/*
+ * Start batches from the pool in the free slots, the pool shared out among
+ * them; when the worker stops, give the pool back instead.
+ */
+static void
+control_fill(Worker *w)
+{
+	int			free_slots = control_free_slots(w);
+	int			per_slot;
+
+	if (w->npool == 0 || free_slots == 0)
+		return;
+	per_slot = Min(w->opts.batch_size, (w->npool + free_slots - 1) / free_slots);
+	for (int i = 0; i < w->opts.concurrency && w->npool > 0; i++)
+	{
+		Slot	   *slot = &w->slots[i];
+		int			take = w->stopping ? w->npool : Min(per_slot, w->npool);
+
+		if (slot->state != SLOT_FREE)
+			continue;
+		if (w->stopping)
+			job_give_back(w, slot, w->pool, take);
+		else
+			job_start_sql(w, slot, w->pool, take);
+		w->npool -= take;
+		memmove(w->pool, w->pool + take, w->npool * sizeof(Job));
+	}
+}
+
 static int
 control_reports(const Worker *w)
 {
@@ -193,20 +253,14 @@ control_claim(Worker *w, bool with_report, int64 now)
 	const char **values = pg_malloc((w->opts.concurrency * JOB_OUTCOME_PARAMS + DEQUEUE_PARAMS) *
 									sizeof(char *));
 	int			nvalues = 0;
-	int			slots = control_free_slots(w);
 	char		max_jobs[16];
 
-	if (w->opts.run_sql && w->opts.run_shell)
-		w->claim_sql = !w->claim_sql;
-	else
-		w->claim_sql = w->opts.run_sql;
-
+	w->claim_sql = control_next_claim_sql(w);
 	initStringInfo(&sql);
 	if (with_report)
 	{
 		appendStringInfoString(&sql, "SELECT r.*, c.* FROM (SELECT ");
 		control_report_columns(w, &sql, values, &nvalues);
-		slots += w->nreporting;
 		appendStringInfoString(&sql, " OFFSET 0) r LEFT JOIN (");
 	}
 	appendStringInfo(&sql, dequeue_sql, nvalues + 1, nvalues + 2, nvalues + 3, nvalues + 4,
@@ -214,7 +268,7 @@ control_claim(Worker *w, bool with_report, int64 now)
 	if (with_report)
 		appendStringInfoString(&sql, ") c ON true");
 
-	w->claim_asked = w->claim_sql ? slots * w->opts.batch_size : slots;
+	w->claim_asked = control_claim_room(w, w->claim_sql, w->nreporting);
 	snprintf(max_jobs, sizeof(max_jobs), "%d", w->claim_asked);
 	values[nvalues++] = w->queues_array;
 	values[nvalues++] = w->claim_sql ? w->sql_kinds_array : w->shell_kinds_array;
@@ -270,6 +324,7 @@ control_step(Worker *w, int64 now)
 	bool		report;
 	bool		claim;
 
+	control_fill(w);
 	if (c->state == CONN_DOWN && now >= w->reconnect_at)
 	{
 		log_detail(0, "connecting");
@@ -302,7 +357,8 @@ control_step(Worker *w, int64 now)
 	}
 	report = control_reports(w) > 0;
 	claim = w->claim_wanted && !w->stopping &&
-		(control_free_slots(w) > 0 || (report && !w->report_singly));
+		control_claim_room(w, control_next_claim_sql(w),
+						   report && !w->report_singly ? control_reports(w) : 0) > 0;
 	/* outcomes ride with the claim; after a failure, take turns */
 	if (claim && report && !w->report_singly)
 		control_claim(w, true, now);
@@ -327,7 +383,7 @@ control_next_event(const Worker *w)
 		if (control_needs_heartbeat(&w->slots[i]))
 			next = Min(next, w->slots[i].heartbeat_at);
 	}
-	if (!w->stopping && control_free_slots(w) > 0)
+	if (!w->stopping && control_claim_room(w, control_next_claim_sql(w), 0) > 0)
 		next = Min(next, w->recheck_at);
 	return next;
 }
@@ -353,38 +409,35 @@ control_yes(PGresult *res, int col)
 }
 
 /*
- * Start the jobs claimed: a shell job per free slot; SQL jobs shared out
- * among the free slots, a batch each.
+ * Start the jobs claimed: a shell job per free slot; SQL jobs go to the
+ * pool, whence the free slots take their batches.
  */
 static void
 control_claimed(Worker *w, PGresult *res, int64 now)
 {
 	int			id_col = PQfnumber(res, "id");
 	int			n = PQntuples(res);
-	int			free_slots = control_free_slots(w);
-	int			per_slot;
 	int			row = 0;
 	bool		more;
 
 	/* with outcomes recorded, a row without a job when none was claimed */
 	if (n == 1 && (id_col < 0 || PQgetisnull(res, 0, id_col)))
 		n = 0;
-	per_slot = w->claim_sql ? (n + Max(free_slots, 1) - 1) / Max(free_slots, 1) : 1;
+	if (w->claim_sql)
+	{
+		if (w->npool + n > w->pool_size)
+		{
+			w->pool_size = w->npool + n;
+			w->pool = pg_realloc(w->pool, w->pool_size * sizeof(Job));
+		}
+		for (; row < n; row++)
+			job_read_sql(&w->pool[w->npool++], res, row);
+		control_fill(w);
+	}
 	for (int i = 0; i < w->opts.concurrency && row < n; i++)
 	{
-		Slot	   *slot = &w->slots[i];
-
-		if (slot->state != SLOT_FREE)
-			continue;
-		if (w->claim_sql)
-		{
-			int			take = Min(per_slot, n - row);
-
-			job_start_sql(w, slot, res, row, take);
-			row += take;
-		}
-		else
-			job_start(w, slot, res, row++);
+		if (w->slots[i].state == SLOT_FREE)
+			job_start(w, &w->slots[i], res, row++);
 	}
 	log_detail(0, "claimed %d of %d jobs asked for", n, w->claim_asked);
 

@@ -278,6 +278,7 @@ job_read(Job *job, PGresult *res, int row, char **argv)
 {
 	char	   *timeout = job_column(res, row, "timeout_ms");
 
+	memset(job, 0, sizeof(*job));
 	*argv = job_column(res, row, "argv");
 	job->id = job_column(res, row, "id");
 	job->id_num = strtoll(job->id, NULL, 10);
@@ -351,21 +352,44 @@ job_start(Worker *w, Slot *slot, PGresult *res, int row)
 	pg_free(argv);
 }
 
-/* Take n SQL jobs from rows first... of jq_dequeue's result and start them as a batch. */
+/* Read a SQL job from row of jq_dequeue's result. */
 void
-job_start_sql(Worker *w, Slot *slot, PGresult *res, int first, int n)
+job_read_sql(Job *job, PGresult *res, int row)
+{
+	char	   *argv;
+
+	job_read(job, res, row, &argv);
+	pg_free(argv);
+}
+
+/* The slot takes n SQL jobs (which it owns from now on) as a batch. */
+static void
+job_begin_batch(Worker *w, Slot *slot, Job *jobs, int n)
 {
 	job_begin(w, slot);
-	slot->batch = pg_malloc0(n * sizeof(Job));
+	slot->batch = pg_malloc(n * sizeof(Job));
+	memcpy(slot->batch, jobs, n * sizeof(Job));
 	slot->nbatch = n;
-	for (int i = 0; i < n; i++)
-	{
-		char	   *argv;
+	slot->batch_done = 0;
+	slot->is_sql = true;
+}
 
-		job_read(&slot->batch[i], res, first + i, &argv);
-		pg_free(argv);
-	}
+/* Start n SQL jobs as a batch (sql_job.c). */
+void
+job_start_sql(Worker *w, Slot *slot, Job *jobs, int n)
+{
+	job_begin_batch(w, slot, jobs, n);
 	sql_job_start(w, slot);
+}
+
+/* Give back n SQL jobs that were claimed ahead and will not run: the worker stops. */
+void
+job_give_back(Worker *w, Slot *slot, Job *jobs, int n)
+{
+	job_begin_batch(w, slot, jobs, n);
+	slot->release_rest = true;
+	slot->state = SLOT_REPORT;
+	log_event(0, "giving back %d SQL jobs claimed ahead", n);
 }
 
 /* The shell job's leader exited: decide the outcome. */

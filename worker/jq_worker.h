@@ -247,6 +247,9 @@ typedef struct Worker
 	char	   *sql_kinds_array;
 	char	   *lease_text;		/* interval literal */
 	Slot	   *slots;
+	Job		   *pool;			/* SQL jobs claimed ahead, waiting for a slot */
+	int			npool;
+	int			pool_size;		/* room in pool */
 	bool		stopping;		/* SIGTERM: claim nothing more */
 	int64		stop_at;		/* then stop the jobs still running */
 	int64		give_up_at;		/* then exit, recorded or not */
@@ -269,7 +272,9 @@ extern int64 listen_next_event(const Worker *w);
 
 /* job.c */
 extern void job_start(Worker *w, Slot *slot, PGresult *res, int row);
-extern void job_start_sql(Worker *w, Slot *slot, PGresult *res, int first, int n);
+extern void job_read_sql(Job *job, PGresult *res, int row);
+extern void job_start_sql(Worker *w, Slot *slot, Job *jobs, int n);
+extern void job_give_back(Worker *w, Slot *slot, Job *jobs, int n);
 extern void job_step(Worker *w, Slot *slot, int64 now);
 extern int64 job_next_event(const Slot *slot);
 extern void job_want(Slot *slot, PollSet *ps);

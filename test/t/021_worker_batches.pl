@@ -102,7 +102,8 @@ my ($succeeded, $cancelled, $given_back) = split /\|/, query(q{
 		   count(*) FILTER (WHERE state = 'ready' AND attempts = 0)
 	FROM jq_jobs WHERE queue = 'term'});
 cmp_ok($succeeded, '>', 0, "the jobs that ran during the grace succeeded: $succeeded");
-is($cancelled, 1, 'the job running at the end of the grace was cancelled, to be retried');
+# (a cancel that falls between two jobs stops the batch with none cancelled)
+cmp_ok($cancelled, '<=', 1, "the job running at the end of the grace, if any, was cancelled, to be retried: $cancelled");
 is($succeeded + $cancelled + $given_back, 30, "the others are ready again, no attempt counted: $given_back");
 is(query(q{SELECT count(*) FROM effects}), $succeeded, 'the effects of the jobs that succeeded committed');
 start_worker('after', '--queue', 'term', '--concurrency', '2', '--batch-size', '4');
