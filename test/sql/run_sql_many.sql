@@ -3,7 +3,7 @@
 -- Its queues are left to external workers, so that only this session takes
 -- their jobs.
 SELECT count(jq_configure_queue(q, external_only => true)) AS queues
-FROM unnest(ARRAY['rsm', 'rsm2', 'rsm3', 'rsm4', 'rsm5', 'rsm_alice', 'rsm_bob']) q;
+FROM unnest(ARRAY['rsm', 'rsm2', 'rsm3', 'rsm4', 'rsm5', 'rsm_a', 'rsm_b']) q;
 
 CREATE TABLE rsm_log (n integer CONSTRAINT rsm_positive CHECK (n > 0));
 GRANT INSERT, SELECT ON rsm_log TO PUBLIC;
@@ -77,11 +77,11 @@ CREATE ROLE rsm_alice;
 CREATE ROLE rsm_bob;
 SELECT max(id) + 1000 AS missing FROM jq_jobs \gset
 SET ROLE rsm_alice;
-SELECT jq_enqueue('INSERT INTO rsm_log VALUES (6)', queue => 'rsm_alice') AS alice_job \gset
-SELECT attempt AS alice_attempt FROM jq_dequeue('rsm_alice', 1) \gset
+SELECT jq_enqueue('INSERT INTO rsm_log VALUES (6)', queue => 'rsm_a') AS alice_job \gset
+SELECT attempt AS alice_attempt FROM jq_dequeue('rsm_a', 1) \gset
 SET ROLE rsm_bob;
-SELECT jq_enqueue('INSERT INTO rsm_log VALUES (7)', queue => 'rsm_bob') AS bob_job \gset
-SELECT attempt AS bob_attempt FROM jq_dequeue('rsm_bob', 1) \gset
+SELECT jq_enqueue('INSERT INTO rsm_log VALUES (7)', queue => 'rsm_b') AS bob_job \gset
+SELECT attempt AS bob_attempt FROM jq_dequeue('rsm_b', 1) \gset
 SELECT rsm_try(ARRAY[:bob_job, :alice_job]::bigint[], ARRAY[:bob_attempt, :alice_attempt]);
 SELECT rsm_try(ARRAY[:bob_job, :missing]::bigint[], ARRAY[1, 1]);
 SELECT count(*) AS rows_now FROM rsm_log;
