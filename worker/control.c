@@ -543,7 +543,8 @@ control_result(Worker *w, PGresult *res, int64 now)
 		case TASK_DEQUEUE:
 			if (ok)
 			{
-				control_report_result(w, res, ok);
+				if (w->nreporting > 0)
+					control_report_result(w, res, ok);
 				control_claimed(w, res, now);
 			}
 			else if (w->nreporting > 0)

@@ -371,6 +371,7 @@ job_begin_batch(Worker *w, Slot *slot, Job *jobs, int n)
 	memcpy(slot->batch, jobs, n * sizeof(Job));
 	slot->nbatch = n;
 	slot->batch_done = 0;
+	slot->release_rest = false;
 	slot->is_sql = true;
 }
 

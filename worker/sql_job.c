@@ -103,13 +103,10 @@ sql_job_run(Worker *w, Slot *slot)
 		sql_job_connect(w, slot);
 }
 
-/* Start the batch the slot was given (job_start_sql_batch). */
+/* Start the batch the slot was given (job_start_sql). */
 void
 sql_job_start(Worker *w, Slot *slot)
 {
-	slot->is_sql = true;
-	slot->batch_done = 0;
-	slot->release_rest = false;
 	/* the server stops each job at its timeout */
 	slot->timeout_at = NEVER;
 	for (int i = 0; i < slot->nbatch; i++)
