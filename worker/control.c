@@ -14,11 +14,12 @@
  * taking turns with claims.  A claim takes jobs of one kind: one job per
  * free slot for shell jobs, up to --batch-size per free slot for SQL jobs,
  * which are shared out among the free slots, a batch each; a worker of
- * both kinds claims them in turn.  A worker of SQL jobs only claims ahead:
- * it keeps up to a batch per slot waiting in a pool, so that a slot whose
- * batch ended starts the next at once, while the claims, each of half the
- * pool or more, run alongside the batches; a pooled job waits about a
- * batch's time, well within its lease.  Jobs may be waiting after
+ * both kinds claims them in turn.  A worker of SQL jobs only claims ahead
+ * while its batches end within a quarter of the lease: it keeps up to a
+ * batch per slot waiting in a pool, so that a slot whose batch ended
+ * starts the next at once, while the claims, each of half the pool or
+ * more, run alongside the batches; a pooled job waits about a batch's
+ * time, well within its lease.  Jobs may be waiting after
  * connecting, after a notification for one of our queues, after a claim
  * that got all it asked for, and every --recheck, a safety net: the
  * in-server scheduler notifies when delayed jobs and retries come due, but
@@ -164,7 +165,7 @@ control_claim_room(const Worker *w, bool sql, int reporting)
 
 	if (!sql)
 		return slots;
-	if (w->opts.run_shell)
+	if (w->opts.run_shell || !w->fast_batches)
 		return slots * w->opts.batch_size;
 	/* claiming ahead: when the pool is half empty, fill it */
 	ahead = w->opts.concurrency * w->opts.batch_size - w->npool;

@@ -250,6 +250,8 @@ typedef struct Worker
 	Job		   *pool;			/* SQL jobs claimed ahead, waiting for a slot */
 	int			npool;
 	int			pool_size;		/* room in pool */
+	bool		fast_batches;	/* the last batch ended within a quarter of
+								 * the lease: claim ahead */
 	bool		stopping;		/* SIGTERM: claim nothing more */
 	int64		stop_at;		/* then stop the jobs still running */
 	int64		give_up_at;		/* then exit, recorded or not */

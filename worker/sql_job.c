@@ -147,6 +147,7 @@ sql_job_abandon(Worker *w, Slot *slot, const char *why)
 	char	   *error;
 
 	conn_close(&slot->sql);
+	w->fast_batches = false;
 	if (slot->stop == STOP_SHUTDOWN)
 		error = psprintf("the worker shut down before the job ended: %s", why);
 	else
@@ -186,7 +187,10 @@ sql_job_result(Worker *w, Slot *slot, PGresult *res)
 	}
 	slot->batch_done += n;
 	if (slot->batch_done == slot->nbatch)
+	{
+		w->fast_batches = now_ms() - slot->started_at < w->opts.lease_ms / 4;
 		job_release(slot);
+	}
 	else if (slot->stop != STOP_NONE || w->stopping)
 	{
 		/* the shutdown stopped the batch: give the rest back */
