@@ -52,14 +52,21 @@ my $batch_running = q{SELECT count(*) > 0 FROM pg_stat_activity
 # 1. kill -9 mid-batch
 ###########################################################################
 
-query(q{SELECT jq_enqueue(format('INSERT INTO effects VALUES (%s); SELECT pg_sleep(0.02)', i),
-						  queue => 'kill')
+# job 150 takes an advisory lock, for the test to see it run, and sleeps on
+# its first attempt only
+query(q{CREATE SEQUENCE first_try});
+query(q{SELECT jq_enqueue(CASE WHEN i = 150
+		THEN 'INSERT INTO effects VALUES (150); SELECT pg_advisory_xact_lock(4242); '
+			 || 'SELECT pg_sleep(CASE WHEN nextval(''first_try'') = 1 THEN 30 ELSE 0 END)'
+		ELSE format('INSERT INTO effects VALUES (%s); SELECT pg_sleep(0.01)', i) END,
+		queue => 'kill', priority => i)
 		FROM generate_series(1, 300) i});
 start_worker('doomed', '--queue', 'kill', '--concurrency', '2', '--batch-size', '20', '--lease', '2');
 ok($node->poll_query_until('postgres',
-	q{SELECT count(*) >= 40 FROM jq_jobs WHERE queue = 'kill' AND state = 'succeeded'}),
-	'the worker runs batches');
-ok($node->poll_query_until('postgres', $batch_running), 'a batch is running');
+	q{SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242}),
+	'a batch is running job 150');
+is(query(q{SELECT count(*) >= 40 FROM jq_jobs WHERE queue = 'kill' AND state = 'succeeded'}), 't',
+	'batches before it committed');
 kill 'KILL', delete $workers{doomed};
 # the server finds out when it next talks to the client: end the batches now,
 # so that they roll back
@@ -67,13 +74,14 @@ query(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE query LIKE '%jq_run_sql_many%' AND pid <> pg_backend_pid()});
 my $rolled_back = query(q{SELECT count(*) FROM jq_jobs WHERE queue = 'kill' AND state = 'running'});
 cmp_ok($rolled_back, '>', 0, "jobs of the killed worker's batches are still running: $rolled_back");
+is(query(q{SELECT count(*) FROM effects WHERE job = 150}), 0, 'nothing of the batch of job 150 committed');
 start_worker('heir', '--queue', 'kill', '--concurrency', '2', '--batch-size', '20', '--lease', '2');
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 300 FROM jq_jobs WHERE queue = 'kill' AND state = 'succeeded'}),
 	'every job succeeded');
 is(query(q{SELECT count(*) || ' ' || count(DISTINCT job) FROM effects}), '300 300',
 	'each job took effect exactly once');
-ok(query(q{SELECT count(*) > 0 FROM jq_jobs WHERE queue = 'kill' AND attempts = 2}),
+is(query(q{SELECT count(*) > 0 FROM jq_jobs WHERE queue = 'kill' AND attempts = 2}), 't',
 	'the jobs of the batches cut short ran again, in a second attempt');
 is(query(q{SELECT count(*) FROM jq_jobs WHERE queue = 'kill' AND attempts > 2}), 0,
 	'none ran more than twice');
