@@ -76,7 +76,7 @@ src/internal_sql.o: src/compat.h src/internal_sql.h
 src/job_queue.o: src/guc.h src/job_queue.h src/launcher.h src/monitor.h src/shmem.h src/utility.h src/wakeup.h
 src/job_run.o: src/compat.h src/guc.h src/job_queue.h src/job_run.h src/shmem.h src/wakeup.h
 src/queue_settings.o: src/compat.h src/internal_sql.h src/queue_settings.h
-src/run_sql.o: src/api.h src/executor.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h
+src/run_sql.o: src/api.h src/compat.h src/executor.h src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h
 src/launcher.o: src/bgworker.h src/job_queue.h src/launcher.h src/pool.h src/shmem.h src/wakeup.h
 src/monitor.o: src/monitor.h
 src/outcome.o: src/internal_sql.h src/job_queue.h src/job_run.h src/outcome.h src/shmem.h src/wakeup.h

@@ -407,6 +407,14 @@ exe_run_shell(JqJob *job)
 	jq_finish_jobs(job, 1, JQ_KIND_BIT(exe_slot->kind));
 	if (job->outcome == JQ_OUTCOME_RELEASED)
 		jq_wake_at_commit_for(GetCurrentTimestamp(), JQ_KIND_BIT(JQ_KIND_SHELL));
+
+	/*
+	 * The outcome's commit does not wait for its WAL: the next claim's
+	 * commit flushes it, or the WAL writer does.  A crash of the server
+	 * before then runs the job again, as shell jobs allow (at-least-once).
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	CommitTransactionCommand();
 	RESUME_INTERRUPTS();
 	jq_slot_set_current(exe_slot, 0);

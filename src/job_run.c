@@ -349,6 +349,7 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 		job_xact_callback_registered = true;
 	}
 	job->changed_transaction = false;
+	job->interrupted = false;
 	job->started = GetCurrentTimestamp();
 	job->result = NULL;
 	job->error = NULL;
@@ -410,6 +411,7 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 		{
 			job->outcome = JQ_OUTCOME_ERROR;
 			job->error = pstrdup(edata->message);
+			job->interrupted = edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
 		}
 		if (job->outcome == JQ_OUTCOME_ERROR)
 			job->error_code = pstrdup(unpack_sql_state(edata->sqlerrcode));
@@ -421,6 +423,8 @@ jq_run_job(JqJob *job, volatile JqExecutor *slot)
 	CurrentResourceOwner = owner;
 
 	/* a cancel meant for this job must not hit the executor's own work */
+	if (QueryCancelPending && !job_timed_out)
+		job->interrupted = true;
 	QueryCancelPending = false;
 	job->finished = GetCurrentTimestamp();
 

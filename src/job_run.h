@@ -40,6 +40,7 @@ typedef struct JqJob
 	char	   *error_code;		/* its SQLSTATE */
 	bool		timed_out;
 	bool		changed_transaction;	/* ran SET CONSTRAINTS: commit before the next job */
+	bool		interrupted;	/* a query cancel came while it ran (not its timeout) */
 	TimestampTz started;
 	TimestampTz finished;
 } JqJob;

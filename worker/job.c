@@ -10,8 +10,8 @@
  * in-server executor sets them.  Its output pipes and SIGCHLD wake the
  * loop.  It succeeded when it exited with code 0; either way its result is
  * its exit status and output as JSON, recorded over the control connection
- * (control.c).  A SQL job runs and records itself on its own connection
- * (sql_job.c).
+ * (control.c).  SQL jobs run in batches, and record themselves, on the
+ * slot's own connection (sql_job.c).
  *
  * A job is stopped when its timeout passes, when a heartbeat finds it is no
  * longer ours (jq_cancel, lease expired), and when the shutdown grace is
@@ -114,12 +114,12 @@ job_environment(const Job *job, const char *env_literal)
 	if (own != NULL)
 		memcpy(env, own, n * sizeof(char *));
 	pg_free(own);
-	env[n++] = psprintf("JQ_JOB_ID=%s", job->id);
-	env[n++] = psprintf("JQ_ATTEMPT=%s", job->attempt);
-	env[n++] = psprintf("JQ_MAX_ATTEMPTS=%s", job->max_attempts);
-	env[n++] = psprintf("JQ_QUEUE=%s", job->queue);
+	env[n++] = psprintf(JQ_ENV_JOB_ID "=%s", job->id);
+	env[n++] = psprintf(JQ_ENV_ATTEMPT "=%s", job->attempt);
+	env[n++] = psprintf(JQ_ENV_MAX_ATTEMPTS "=%s", job->max_attempts);
+	env[n++] = psprintf(JQ_ENV_QUEUE "=%s", job->queue);
 	if (job->payload != NULL)
-		env[n++] = psprintf("JQ_PAYLOAD=%s", job->payload);
+		env[n++] = psprintf(JQ_ENV_PAYLOAD "=%s", job->payload);
 	return env;
 }
 
@@ -149,7 +149,10 @@ job_outcome(Worker *w, Slot *slot, bool succeeded, const char *error, char *resu
 	slot->result = result;
 	job_server_text(w, slot->error);
 	job_server_text(w, slot->result);
-	if (succeeded)
+	if (slot->is_sql)
+		log_event(0, "%d SQL jobs of a batch failed (%.3f s): %s",
+				  slot->nbatch - slot->batch_done, secs, error);
+	else if (succeeded)
 		log_job(slot->job.id_num, "succeeded (%.3f s)", secs);
 	else
 		log_event(slot->job.id_num, "failed (%.3f s): %s", secs, error);
@@ -168,11 +171,16 @@ job_end(Worker *w, Slot *slot, bool succeeded, const char *error, char *result)
  * jq_fail, with its parameters added to values (JOB_OUTCOME_PARAMS at most).
  */
 void
-job_outcome_call(const Slot *slot, StringInfo sql, const char **values, int *nvalues)
+job_outcome_call(Slot *slot, StringInfo sql, const char **values, int *nvalues)
 {
 	const Job  *job = &slot->job;
 	int			n = *nvalues;
 
+	if (slot->is_sql)
+	{
+		sql_job_outcome_call(slot, sql, values, nvalues);
+		return;
+	}
 	values[(*nvalues)++] = job->id;
 	values[(*nvalues)++] = job->attempt;
 	values[(*nvalues)++] = slot->result;
@@ -201,12 +209,9 @@ job_recorded(Slot *slot, bool recorded)
 	job_release(slot);
 }
 
-/* Forget the job; the slot is free again (a SQL connection stays open). */
-void
-job_release(Slot *slot)
+static void
+job_free(Job *job)
 {
-	Job		   *job = &slot->job;
-
 	pg_free(job->id);
 	pg_free(job->attempt);
 	pg_free(job->max_attempts);
@@ -218,6 +223,22 @@ job_release(Slot *slot)
 	pg_free(job->working_dir);
 	pg_free(job->payload);
 	memset(job, 0, sizeof(*job));
+}
+
+/* Forget the job or the batch; the slot is free again (a SQL connection stays open). */
+void
+job_release(Slot *slot)
+{
+	job_free(&slot->job);
+	for (int i = 0; i < slot->nbatch; i++)
+		job_free(&slot->batch[i]);
+	pg_free(slot->batch);
+	slot->batch = NULL;
+	slot->nbatch = slot->batch_done = 0;
+	pg_free(slot->rest_ids);
+	pg_free(slot->rest_attempts);
+	slot->rest_ids = slot->rest_attempts = NULL;
+	slot->is_sql = false;
 	pg_free(slot->error);
 	pg_free(slot->result);
 	slot->error = slot->result = NULL;
@@ -248,16 +269,17 @@ job_start_shell(Worker *w, Slot *slot)
 	log_detail(job->id_num, "running %s", job->command ? job->command : job->argv[0]);
 }
 
-/* Take a job from row of jq_dequeue's result and start it. */
-void
-job_start(Worker *w, Slot *slot, PGresult *res, int row)
+/*
+ * Read a job from row of jq_dequeue's result; its argv literal, which the
+ * caller frees, is kept in *argv when it is not a list.
+ */
+static void
+job_read(Job *job, PGresult *res, int row, char **argv)
 {
-	Job		   *job = &slot->job;
-	char	   *argv = job_column(res, row, "argv");
-	char	   *env = job_column(res, row, "env");
 	char	   *timeout = job_column(res, row, "timeout_ms");
-	int64		now = now_ms();
 
+	memset(job, 0, sizeof(*job));
+	*argv = job_column(res, row, "argv");
 	job->id = job_column(res, row, "id");
 	job->id_num = strtoll(job->id, NULL, 10);
 	job->attempt = job_column(res, row, "attempt");
@@ -268,22 +290,49 @@ job_start(Worker *w, Slot *slot, PGresult *res, int row)
 	job->working_dir = job_column(res, row, "working_dir");
 	job->payload = job_column(res, row, "payload");
 	job->timeout_ms = timeout ? strtoll(timeout, NULL, 10) : 0;
-	job->argv = argv ? job_parse_array(argv) : NULL;
-	job->env = job_environment(job, env);
+	job->argv = *argv ? job_parse_array(*argv) : NULL;
+	if (strcmp(job->kind, "shell") == 0)
+	{
+		char	   *env = job_column(res, row, "env");
+
+		job->env = job_environment(job, env);
+		pg_free(env);
+	}
+	pg_free(timeout);
+	log_detail(job->id_num, "claimed from queue %s (%s job, attempt %s of %s)",
+			   job->queue, job->kind, job->attempt, job->max_attempts);
+}
+
+/* The slot takes what it was given. */
+static void
+job_begin(Worker *w, Slot *slot)
+{
+	int64		now = now_ms();
 
 	slot->claim++;
 	slot->state = SLOT_RUNNING;
 	slot->started_at = now;
-	slot->timeout_at = job->timeout_ms > 0 ? now + job->timeout_ms : NEVER;
+	slot->timeout_at = NEVER;
 	slot->kill_at = NEVER;
 	slot->heartbeat_at = now + w->opts.lease_ms / 3;
 	slot->heartbeat_sent = false;
 	slot->stop = STOP_NONE;
 	slot->retry = true;
 	slot->is_sql = false;
+}
 
-	log_detail(job->id_num, "claimed from queue %s (%s job, attempt %s of %s)",
-			  job->queue, job->kind, job->attempt, job->max_attempts);
+/* Take a job from row of jq_dequeue's result and start it. */
+void
+job_start(Worker *w, Slot *slot, PGresult *res, int row)
+{
+	Job		   *job = &slot->job;
+	char	   *argv;
+
+	job_begin(w, slot);
+	job_read(job, res, row, &argv);
+	if (job->timeout_ms > 0)
+		slot->timeout_at = slot->started_at + job->timeout_ms;
+
 	if (argv != NULL && job->argv == NULL)
 	{
 		slot->retry = false;
@@ -291,19 +340,57 @@ job_start(Worker *w, Slot *slot, PGresult *res, int row)
 	}
 	else if (strcmp(job->kind, "shell") == 0)
 		job_start_shell(w, slot);
-	else if (strcmp(job->kind, "sql") == 0)
-		sql_job_start(w, slot);
 	else
 	{
-		char	   *error = psprintf("jq_worker cannot run jobs of kind \"%s\"", job->kind);
+		char	   *error = psprintf("jq_worker cannot run jobs of kind \"%s\" one at a time",
+									 job->kind);
 
 		slot->retry = false;
 		job_end(w, slot, false, error, NULL);
 		pg_free(error);
 	}
 	pg_free(argv);
-	pg_free(env);
-	pg_free(timeout);
+}
+
+/* Read a SQL job from row of jq_dequeue's result. */
+void
+job_read_sql(Job *job, PGresult *res, int row)
+{
+	char	   *argv;
+
+	job_read(job, res, row, &argv);
+	pg_free(argv);
+}
+
+/* The slot takes n SQL jobs (which it owns from now on) as a batch. */
+static void
+job_begin_batch(Worker *w, Slot *slot, Job *jobs, int n)
+{
+	job_begin(w, slot);
+	slot->batch = pg_malloc(n * sizeof(Job));
+	memcpy(slot->batch, jobs, n * sizeof(Job));
+	slot->nbatch = n;
+	slot->batch_done = 0;
+	slot->release_rest = false;
+	slot->is_sql = true;
+}
+
+/* Start n SQL jobs as a batch (sql_job.c). */
+void
+job_start_sql(Worker *w, Slot *slot, Job *jobs, int n)
+{
+	job_begin_batch(w, slot, jobs, n);
+	sql_job_start(w, slot);
+}
+
+/* Give back n SQL jobs that were claimed ahead and will not run: the worker stops. */
+void
+job_give_back(Worker *w, Slot *slot, Job *jobs, int n)
+{
+	job_begin_batch(w, slot, jobs, n);
+	slot->release_rest = true;
+	slot->state = SLOT_REPORT;
+	log_event(0, "giving back %d SQL jobs claimed ahead", n);
 }
 
 /* The shell job's leader exited: decide the outcome. */

@@ -129,7 +129,7 @@ worker_running(const Worker *w)
 
 	for (int i = 0; i < w->opts.concurrency; i++)
 		n += (w->slots[i].state != SLOT_FREE);
-	return n;
+	return n + w->npool;
 }
 
 static void

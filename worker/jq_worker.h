@@ -9,8 +9,8 @@
  * does, listen.c), claims them with
  * jq_dequeue, extends their leases and records how they ended.  Each job
  * runs in a slot (job.c): a shell job as a child process group
- * (src/shell_run.c), a SQL job in the server, as its owner, by jq_run_sql
- * over the slot's own connection (sql_job.c).  Every connection is
+ * (src/shell_run.c); SQL jobs in batches, in the server, each as its
+ * owner, by jq_run_sql_many over the slot's own connection (sql_job.c).  Every connection is
  * non-blocking (conn.c), so that timeouts, signals and output are handled
  * while the server is slow or gone.
  *
@@ -38,6 +38,7 @@ typedef struct WorkerOptions
 	bool		run_shell;
 	bool		run_sql;
 	int			concurrency;
+	int			batch_size;		/* SQL jobs per jq_run_sql_many call */
 	int			lease_ms;
 	size_t		output_limit;
 	int			kill_grace_ms;
@@ -137,10 +138,10 @@ typedef struct Job
 } Job;
 
 /*
- * A place for one running job.
+ * A place for one running shell job, or one batch of SQL jobs.
  *
  *	 FREE --claimed--> RUNNING --ended--> REPORT --sent--> REPORTING --> FREE
- *	 RUNNING --(SQL job recorded on its own connection, lease lost)--> FREE
+ *	 RUNNING --(SQL jobs recorded on their own connection, lease lost)--> FREE
  *	 REPORTING --(control connection lost)--> REPORT
  */
 typedef enum SlotState
@@ -165,7 +166,7 @@ typedef enum StopReason
 typedef enum SqlPhase
 {
 	SQL_CONNECTING,
-	SQL_RUN						/* jq_run_sql in flight */
+	SQL_RUN						/* jq_run_sql_many in flight */
 } SqlPhase;
 
 typedef struct Slot
@@ -183,10 +184,16 @@ typedef struct Slot
 	/* a shell job */
 	JqShellProcess proc;
 	bool		proc_started;
-	/* a SQL job */
+	/* a batch of SQL jobs */
 	bool		is_sql;
-	Conn		sql;			/* kept open for the slot's next SQL job */
-	bool		sql_fresh;		/* connected for this job */
+	Job		   *batch;			/* its jobs, in the order they run */
+	int			nbatch;
+	int			batch_done;		/* the jobs before this one were dealt with */
+	bool		release_rest;	/* REPORT: give the rest back, not fail them */
+	char	   *rest_ids;		/* int8[] and int4[] literals of the rest, */
+	char	   *rest_attempts;	/* for the control connection */
+	Conn		sql;			/* kept open for the slot's next batch */
+	bool		sql_fresh;		/* connected for this batch */
 	SqlPhase	phase;
 	/* the outcome to record */
 	bool		succeeded;
@@ -230,11 +237,20 @@ typedef struct Worker
 	uint64		wakeups_at_claim;	/* wakeups when the last claim was sent */
 	bool		claim_wanted;	/* jobs may be waiting for us */
 	int			claim_asked;	/* jobs the claim in flight asked for */
+	bool		claim_sql;		/* it claims SQL jobs, not shell jobs */
+	int			short_claims;	/* claims in a row that got less than asked */
 	int64		recheck_at;		/* look for jobs even with no notification */
 	char	   *queues_array;	/* text[] literals of the claim's filters */
 	char	   *kinds_array;
+	char	   *shell_kinds_array;	/* the kinds of one claim */
+	char	   *sql_kinds_array;
 	char	   *lease_text;		/* interval literal */
 	Slot	   *slots;
+	Job		   *pool;			/* SQL jobs claimed ahead, waiting for a slot */
+	int			npool;
+	int			pool_size;		/* room in pool */
+	bool		fast_batches;	/* the last batch ended within a quarter of
+								 * the lease: claim ahead */
 	bool		stopping;		/* SIGTERM: claim nothing more */
 	int64		stop_at;		/* then stop the jobs still running */
 	int64		give_up_at;		/* then exit, recorded or not */
@@ -257,6 +273,9 @@ extern int64 listen_next_event(const Worker *w);
 
 /* job.c */
 extern void job_start(Worker *w, Slot *slot, PGresult *res, int row);
+extern void job_read_sql(Job *job, PGresult *res, int row);
+extern void job_start_sql(Worker *w, Slot *slot, Job *jobs, int n);
+extern void job_give_back(Worker *w, Slot *slot, Job *jobs, int n);
 extern void job_step(Worker *w, Slot *slot, int64 now);
 extern int64 job_next_event(const Slot *slot);
 extern void job_want(Slot *slot, PollSet *ps);
@@ -265,7 +284,7 @@ extern void job_stop(Worker *w, Slot *slot, StopReason reason, int64 now);
 extern void job_outcome(Worker *w, Slot *slot, bool succeeded, const char *error, char *result);
 extern void job_end(Worker *w, Slot *slot, bool succeeded, const char *error, char *result);
 #define JOB_OUTCOME_PARAMS 5
-extern void job_outcome_call(const Slot *slot, StringInfo sql, const char **values,
+extern void job_outcome_call(Slot *slot, StringInfo sql, const char **values,
 							 int *nvalues);
 extern void job_recorded(Slot *slot, bool recorded);
 extern void job_release(Slot *slot);
@@ -276,5 +295,8 @@ extern void sql_job_start(Worker *w, Slot *slot);
 extern void sql_job_advance(Worker *w, Slot *slot, const PollSet *ps);
 extern void sql_job_cancel(Slot *slot);
 extern void sql_job_abandon(Worker *w, Slot *slot, const char *why);
+extern void sql_job_outcome_call(Slot *slot, StringInfo sql, const char **values,
+								 int *nvalues);
+extern void sql_job_recorded(const Slot *slot, const char *answer);
 
 #endif							/* JQ_WORKER_H */

@@ -25,7 +25,10 @@ options_usage(void)
 		   "                             (default: libpq's environment variables, PGHOST...)\n"
 		   "  -q, --queue=NAME           take jobs from this queue; repeat for more\n"
 		   "                             (default: every queue)\n"
-		   "  -c, --concurrency=N        jobs run at once (default: 1)\n"
+		   "  -c, --concurrency=N        jobs run at once (default: 1); SQL jobs run in\n"
+		   "                             up to N batches at once, each on a connection\n"
+		   "      --batch-size=N         SQL jobs per batch, run and committed together\n"
+		   "                             in one transaction (default: 32)\n"
 		   "  -k, --kinds=LIST           kinds of jobs to take: shell, sql or shell,sql\n"
 		   "                             (default: shell)\n"
 		   "      --lease=SECONDS        lease of a claimed job, extended every third of it\n"
@@ -50,8 +53,8 @@ options_usage(void)
 		   "  -?, --help                 print this help and exit\n\n"
 		   "A shell job gets JQ_JOB_ID, JQ_ATTEMPT, JQ_MAX_ATTEMPTS, JQ_QUEUE and, when it\n"
 		   "has a payload, JQ_PAYLOAD in its environment.  A SQL job runs in the server\n"
-		   "as the role that enqueued it (jq_run_sql), in one transaction with its\n"
-		   "outcome.\n\n"
+		   "as the role that enqueued it (jq_run_sql_many), in one transaction with its\n"
+		   "outcome and the other jobs of its batch.\n\n"
 		   "SIGTERM or SIGINT: claim nothing more, let running jobs finish for the\n"
 		   "shutdown grace, then stop them and give them back to the queue.  A second\n"
 		   "signal kills the running jobs and exits at once.\n",
@@ -65,6 +68,22 @@ options_error(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\nTry \"%s --help\" for more information.\n", progname);
 	exit(2);
+}
+
+/* A whole number from 1 to max. */
+static int
+options_int(const char *arg, const char *option, int max)
+{
+	char	   *end;
+	long		n = strtol(arg, &end, 10);
+
+	if (end == arg || *end != '\0' || n < 1 || n > max)
+	{
+		char	   *message = psprintf("invalid value for %s: \"%%s\" (1 to %d)", option, max);
+
+		options_error(message, arg);
+	}
+	return (int) n;
 }
 
 /* A number of seconds, as milliseconds; a fraction is allowed. */
@@ -149,6 +168,7 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 	enum
 	{
 		OPT_LEASE = 256,
+		OPT_BATCH_SIZE,
 		OPT_OUTPUT_LIMIT,
 		OPT_KILL_GRACE,
 		OPT_SHUTDOWN_GRACE,
@@ -165,6 +185,7 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 		{"concurrency", required_argument, NULL, 'c'},
 		{"kinds", required_argument, NULL, 'k'},
 		{"lease", required_argument, NULL, OPT_LEASE},
+		{"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
 		{"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
 		{"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
 		{"shutdown-grace", required_argument, NULL, OPT_SHUTDOWN_GRACE},
@@ -185,6 +206,7 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->run_shell = true;
 	opts->concurrency = 1;
+	opts->batch_size = 32;
 	opts->lease_ms = 60 * 1000;
 	opts->output_limit = 64 * 1024;
 	opts->kill_grace_ms = 5 * 1000;
@@ -212,17 +234,13 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 				opts->queues[nqueues] = NULL;
 				break;
 			case 'c':
-				{
-					char	   *end;
-					long		n = strtol(optarg, &end, 10);
-
-					if (end == optarg || *end != '\0' || n < 1 || n > 1024)
-						options_error("invalid value for --concurrency: \"%s\" (1 to 1024)", optarg);
-					opts->concurrency = (int) n;
-				}
+				opts->concurrency = options_int(optarg, "--concurrency", 1024);
 				break;
 			case 'k':
 				options_kinds(optarg, opts);
+				break;
+			case OPT_BATCH_SIZE:
+				opts->batch_size = options_int(optarg, "--batch-size", 1000);
 				break;
 			case OPT_LEASE:
 				opts->lease_ms = options_seconds(optarg, "--lease", false);

@@ -55,7 +55,8 @@ bench_start "listen_addresses = ''" "shared_preload_libraries = 'job_queue'" \
 	"max_worker_processes = 32" "${BENCH_CONF:-}"
 sql -d postgres -c "CREATE DATABASE bench"
 sql -c "CREATE EXTENSION job_queue" -c "CREATE ROLE app LOGIN"
-await "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+# executors start on demand: wait for the database's pool
+await "SELECT count(*) > 0 FROM jq_executors"
 
 echo "job_queue monitoring benchmark"
 echo
@@ -85,7 +86,8 @@ EOC
 done
 sql -c "ALTER TABLE jq.job ENABLE TRIGGER job_stats" -c "TRUNCATE jq.job" \
 	-c "ALTER SYSTEM RESET jq.execute_in_server" -c "SELECT pg_reload_conf()" >/dev/null
-await "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+# executors start on demand: wait for the database's pool
+await "SELECT count(*) > 0 FROM jq_executors"
 echo "  jq_enqueue_bulk of $BULK jobs, executors off, 3 rounds each (average ms)"
 row "with the statistics trigger on jq.job" "$(awk -v t="${bulk_ms[ENABLE]}" 'BEGIN { printf "%.0f", t / 3 }')"
 row "without it (ALTER TABLE jq.job DISABLE TRIGGER job_stats)" "$(awk -v t="${bulk_ms[DISABLE]}" 'BEGIN { printf "%.0f", t / 3 }')"
@@ -144,7 +146,8 @@ echo
 sql -c "TRUNCATE jq.job, jq.job_history" \
 	-c "ALTER SYSTEM SET jq.history_retention = '$RETENTION'" \
 	-c "ALTER SYSTEM SET jq.execute_in_server = on" -c "SELECT pg_reload_conf()" >/dev/null
-await "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'job_queue executor'"
+# executors start on demand: wait for the database's pool
+await "SELECT count(*) > 0 FROM jq_executors"
 # the partitions of the long default retention go first
 await "SELECT count(*) = 0 FROM jq._history_partitions() p
 	   WHERE p.upper - p.lower > jq._history_width('$RETENTION')"

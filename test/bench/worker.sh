@@ -3,16 +3,19 @@
 # server (jq.execute_in_server = off):
 #
 #  - SQL no-op jobs (SELECT 1), all enqueued first, drained by one worker
-#    with --concurrency 8, side by side with graphile-worker draining as
+#    with --concurrency 8 (batches of 32 jobs per jq_run_sql_many call, the
+#    default, then of 128), side by side with graphile-worker draining as
 #    many no-op jobs with --jobs 8 (installed from the npm registry into
 #    a temporary directory for this run only; BENCH_GRAPHILE=0 skips it);
 #  - the fleet curve: the same drain by 1, 2, 4 and 8 workers, each with
 #    --concurrency 4;
 #  - shell jobs (true), all enqueued first, drained by one worker with
 #    --concurrency 8, side by side with 8 shell loops running
-#    /bin/sh -c true;
+#    /bin/sh -c true; then by the in-server shell executors (the server
+#    setting, 2 by default), side by side with as many loops;
 #  - what one call of jq_heartbeat, jq_run_sql and jq_complete costs, each
-#    its own transaction, against a bare committing statement;
+#    its own transaction, and jq_run_sql_many per job of a batch of 32,
+#    against a bare committing statement;
 #  - pickup latency through LISTEN/NOTIFY: jobs enqueued one at a time into
 #    idle workers, from the enqueuing COMMIT to the job's process running,
 #    and from the job's creation to its claim (started_at - created_at).
@@ -130,18 +133,33 @@ graphile_rate()
 		"$(awk -v n="$JOBS" -v f="$full" -v e="$empty" 'BEGIN { printf "%.0f", n / (f - e) }')"
 }
 
-# jobs/s of $PARALLEL loops running /bin/sh -c true, $SHELL_JOBS in all
+# jobs/s of N loops running /bin/sh -c true, $SHELL_JOBS in all
 shell_loop_rate()
 {
-	local pids=() t0
+	local loops=$1 pids=() t0
 	t0=$(date +%s.%N)
-	for _ in $(seq 1 "$PARALLEL"); do
-		(for _ in $(seq 1 $(( SHELL_JOBS / PARALLEL ))); do /bin/sh -c true; done) &
+	for _ in $(seq 1 "$loops"); do
+		(for _ in $(seq 1 $(( SHELL_JOBS / loops ))); do /bin/sh -c true; done) &
 		pids+=($!)
 	done
 	wait "${pids[@]}"
-	awk -v n="$(( SHELL_JOBS / PARALLEL * PARALLEL ))" -v a="$t0" -v b="$(date +%s.%N)" \
+	awk -v n="$(( SHELL_JOBS / loops * loops ))" -v a="$t0" -v b="$(date +%s.%N)" \
 		'BEGIN { printf "%.0f", n / (b - a) }'
+}
+
+# jobs/s of the in-server shell executors running $SHELL_JOBS true jobs,
+# from the first start to the last finish
+in_server_shell_rate()
+{
+	sql -c "TRUNCATE jq.job_history"
+	sql -c "SELECT cardinality(jq_enqueue_bulk(array_fill('true'::text, ARRAY[$SHELL_JOBS]), kind => 'shell'))" >/dev/null
+	sql -c "CHECKPOINT"
+	sql -c "ALTER SYSTEM SET jq.execute_in_server = on" -c "SELECT pg_reload_conf()" >/dev/null
+	await "SELECT NOT EXISTS (SELECT FROM jq.job)"
+	sql -c "ALTER SYSTEM RESET jq.execute_in_server" -c "SELECT pg_reload_conf()" >/dev/null
+	await "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%executor')"
+	sql -c "SELECT round($SHELL_JOBS / extract(epoch FROM max(finished_at) - min(started_at)))
+			FROM jq.job_history"
 }
 
 bench_start "listen_addresses = '127.0.0.1'" "shared_preload_libraries = 'job_queue'" \
@@ -156,9 +174,11 @@ echo "  settings  fsync=$(sql -c 'SHOW fsync'), synchronous_commit=$(sql -c 'SHO
 echo "  workers   jq_worker processes on the same machine, --quiet"
 
 sql_rate=$(drain sql 'SELECT 1' "$JOBS" 1 --concurrency "$PARALLEL")
+sql_rate_128=$(drain sql 'SELECT 1' "$JOBS" 1 --concurrency "$PARALLEL" --batch-size 128)
 echo
 printf '%-60s %10s\n' "SQL no-op jobs (SELECT 1), $JOBS enqueued beforehand" "jobs/s"
-printf '  %-58s %10s\n' "jq_worker, --concurrency $PARALLEL" "$sql_rate"
+printf '  %-58s %10s\n' "jq_worker, --concurrency $PARALLEL (batches of 32)" "$sql_rate" \
+	"jq_worker, --concurrency $PARALLEL --batch-size 128" "$sql_rate_128"
 if [ "$GRAPHILE" != 0 ]; then
 	if read -r gversion grate < <(graphile_rate) && [ -n "${grate:-}" ]; then
 		printf '  %-58s %10s\n' "graphile-worker $gversion, --jobs $PARALLEL (from npm, for this run)" \
@@ -187,8 +207,20 @@ per_call()
 	sql -f "$TMP/calls.sql" >/dev/null
 	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", (b - a) * 1000 / 300 }'
 }
+# ms per job of jq_run_sql_many, N jobs a call, 10 calls in one session
+per_batch_job()
+{
+	local n=$1 t0
+	sql -c "SELECT id || ' ' || attempt FROM jq_dequeue(NULL, 10 * $n, '10 minutes')" >"$TMP/held"
+	awk -v n="$n" '{ ids = ids (ids == "" ? "" : ",") $1; att = att (att == "" ? "" : ",") $2 }
+		NR % n == 0 { printf "SELECT count(*) FROM jq_run_sql_many(%c{%s}%c, %c{%s}%c);\n", 39, ids, 39, 39, att, 39; ids = ""; att = "" }' \
+		"$TMP/held" >"$TMP/calls.sql"
+	t0=$(date +%s.%N)
+	sql -f "$TMP/calls.sql" >/dev/null
+	awk -v a="$t0" -v b="$(date +%s.%N)" -v n="$n" 'BEGIN { printf "%.3f", (b - a) * 1000 / (10 * n) }'
+}
 sql -c "TRUNCATE jq.job_history" \
-	-c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[1200])))" >/dev/null
+	-c "SELECT cardinality(jq_enqueue_bulk(array_fill('SELECT 1'::text, ARRAY[1520])))" >/dev/null
 echo
 printf '%-60s %10s\n' "Cost per call, 300 calls in one session, each committed" "ms"
 printf '  %-58s %10s\n' "SELECT txid_current()" \
@@ -198,16 +230,24 @@ printf '  %-58s %10s\n' "SELECT txid_current()" \
 	"jq_run_sql(id, attempt), a SELECT 1 job" \
 	"$(per_call 'SELECT jq_run_sql(%s, %s);')" \
 	"jq_complete(id, attempt => ...)" \
-	"$(per_call 'SELECT jq_complete(%s, attempt => %s);')"
+	"$(per_call 'SELECT jq_complete(%s, attempt => %s);')" \
+	"jq_run_sql_many(ids, attempts), 32 SELECT 1 jobs a call, per job" \
+	"$(per_batch_job 32)"
 sql -c "SELECT count(jq_cancel(id)) FROM jq.job" >/dev/null
 
 shell_rate=$(drain shell true "$SHELL_JOBS" 1 --concurrency "$PARALLEL")
-loop_rate=$(shell_loop_rate)
+loop_rate=$(shell_loop_rate "$PARALLEL")
+executors=$(sql -c "SHOW jq.shell_executors_per_database")
+server_rate=$(in_server_shell_rate)
+server_loop_rate=$(shell_loop_rate "$executors")
 echo
 printf '%-60s %10s\n' "Shell jobs (true), $SHELL_JOBS enqueued beforehand" "jobs/s"
 printf '  %-58s %10s\n' "jq_worker, --concurrency $PARALLEL" "$shell_rate" \
 	"$PARALLEL loops of /bin/sh -c true" "$loop_rate" \
-	"jq_worker / loops" "$(awk -v a="$shell_rate" -v b="$loop_rate" 'BEGIN { printf "%.2f", a / b }')"
+	"jq_worker / loops" "$(awk -v a="$shell_rate" -v b="$loop_rate" 'BEGIN { printf "%.2f", a / b }')" \
+	"in-server shell executors ($executors)" "$server_rate" \
+	"$executors loops of /bin/sh -c true" "$server_loop_rate" \
+	"in-server / loops" "$(awk -v a="$server_rate" -v b="$server_loop_rate" 'BEGIN { printf "%.2f", a / b }')"
 
 # latency: one job at a time into idle workers; each job records when its
 # process ran, the session when its COMMIT returned

@@ -332,7 +332,7 @@ like(query("SELECT state || ': ' || last_error FROM jq_jobs WHERE id = $denied")
 
 # the worker dies mid-job: nothing committed; the retry commits once
 my $dies = query(q{SELECT jq_enqueue('INSERT INTO effects VALUES (1004); SELECT pg_sleep(CASE WHEN nextval(''first_try'') = 1 THEN 30 ELSE 0 END)', queue => 'sql')});
-my $running = "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT jq_run_sql%'
+my $running = "SELECT pid FROM pg_stat_activity WHERE query LIKE '%jq_run_sql%'
 			   AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()";
 ok(wait_query("SELECT count(*) = 1 FROM ($running) r"), 'a SQL job is running');
 kill 'KILL', $workers{sql};

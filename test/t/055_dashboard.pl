@@ -50,7 +50,7 @@ CREATE TABLE shadow.jq_queues (nothing int);
 ALTER ROLE alice SET search_path = shadow, public;
 });
 
-sub psql_as
+sub as_role
 {
 	my ($role, $sql) = @_;
 	return $node->safe_psql('postgres', "SET ROLE $role; $sql");
@@ -59,17 +59,17 @@ sub psql_as
 # alice's jobs: one that reports progress and runs long, one that fails
 # until alice_flag has a row; bob's: one that fails
 # the long job first, alone: jobs claimed in the same batch would wait for it
-my $running = psql_as('alice',
+my $running = as_role('alice',
 	q{SELECT jq_enqueue($$SELECT jq_progress(0.42, 'halfway there'); SELECT pg_sleep(600)$$,
 	                    queue => 'reports')});
 wait_for_job_state($node, 'postgres', $running, 'running')
   or die 'the long job did not start';
-my $failing = psql_as('alice',
+my $failing = as_role('alice',
 	q{SELECT jq_enqueue('SELECT 1 / (SELECT count(*)::int FROM alice_flag)', queue => 'mail',
 	                    max_attempts => 1, payload => '{"to": "ada@example.com"}')});
-my $bobs = psql_as('bob',
+my $bobs = as_role('bob',
 	q{SELECT jq_enqueue('SELECT 1 / 0', queue => 'bobs_queue', max_attempts => 1)});
-psql_as('bob', q{SELECT jq_enqueue('SELECT 1', queue => 'bobs_later', run_at => now() + interval '1 day')});
+as_role('bob', q{SELECT jq_enqueue('SELECT 1', queue => 'bobs_later', run_at => now() + interval '1 day')});
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 2 FROM jq_jobs WHERE id IN ($failing, $bobs) AND state = 'failed'")
   or die 'the failing jobs did not fail';
@@ -157,7 +157,7 @@ is_deeply([ $detail->{job}{command}, $detail->{job}{payload}, $detail->{job}{sta
 	[ 'SELECT 1 / (SELECT count(*)::int FROM alice_flag)', { to => 'ada@example.com' }, 'failed',
 		'division by zero' ],
 	'the detail: command, payload, state, errors');
-my %group = split /[|\n]/, psql_as('alice', q{SELECT name, id FROM jq_enqueue_group('[
+my %group = split /[|\n]/, as_role('alice', q{SELECT name, id FROM jq_enqueue_group('[
 	{"name": "first", "command": "SELECT 1", "queue": "mail"},
 	{"name": "second", "command": "SELECT 2", "queue": "mail", "depends_on": ["first"]}]',
 	name => 'pair')});
