@@ -9,10 +9,11 @@
  *
  *	 1. mark itself idle, then claim ready jobs of its kind in a transaction
  *		of their own: the claim, and the attempt it counts, are committed
- *		before any job runs.  When the executor was idle, the commit does
- *		not wait for the WAL flush: the claim is written to a file instead
- *		(claim_trace.c), which a crash of the server does not lose, and
- *		written again whenever outcomes commit;
+ *		before any job runs.  When the executor was idle, and always for
+ *		a shell executor, the commit does not wait for the WAL flush: the
+ *		claim is written to a file instead (claim_trace.c), which a crash
+ *		of the server does not lose, and written again whenever outcomes
+ *		commit;
  *	 2. with nothing to claim, sleep on its latch until a commit that made
  *		a job runnable, the scheduler, or a signal wakes it, or until the
  *		scheduler's timer fires (a delayed job or a retry may come due then:
@@ -287,6 +288,7 @@ exe_claim(JqJob **jobs, bool woken)
 	static bool limited_first = false;
 	int			max = exe_slot->kind == JQ_KIND_SHELL ? 1 : jq_batch_size;
 	bool		alone = false;
+	bool		traced;
 	int			n = 0;
 
 	SetCurrentStatementStartTimestamp();
@@ -311,18 +313,20 @@ exe_claim(JqJob **jobs, bool woken)
 	/*
 	 * Woken from idle, the claim does not wait for its WAL, so that the jobs
 	 * start at once: the claim's file keeps it (claim_trace.c).  Right after
-	 * a batch it does: while the WAL is flushed, the next jobs gather into
-	 * one claim, which under load costs less than claiming them in small
-	 * batches.
+	 * a batch of SQL jobs it does: while the WAL is flushed, the next jobs
+	 * gather into one claim, which under load costs less than claiming them
+	 * in small batches.  A shell executor claims one job at a time whatever
+	 * it waits for, so it never waits.
 	 */
-	if (n > 0 && woken)
+	traced = n > 0 && (woken || exe_slot->kind == JQ_KIND_SHELL);
+	if (traced)
 	{
 		jq_claim_trace_open(exe_slotno);
 		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 	}
 	CommitTransactionCommand();
-	if (n > 0 && woken)
+	if (traced)
 		jq_claim_trace_write(*jobs, n);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;

@@ -10,7 +10,8 @@
 #     are left alone;
 #  2. a job that crashes the server every time (kill -9 of its own backend)
 #     ends failed after max_attempts, even though its claims are not
-#     flushed before it crashes the server.
+#     flushed before it crashes the server; the same for a shell job that
+#     kills its executor.
 use strict;
 use warnings;
 
@@ -119,6 +120,23 @@ is( $node->safe_psql(
 	'and is not run again');
 note('claims put back after the crashes: '
 	  . (() = $log =~ /put back the claims/g));
+
+# The same with a shell job, whose executor never waits for its claim's WAL:
+# its program kills the executor that started it
+$log_offset = -s $node->logfile;
+my $shell_crasher = $node->safe_psql('postgres', q{
+	SELECT jq_enqueue_shell('kill -9 $PPID', max_attempts => 2)});
+ok(wait_for_job_state($node, 'postgres', $shell_crasher, 'failed'),
+	'the shell job that crashes the server ends failed');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT attempts || ':' || last_error FROM jq_jobs WHERE id = $shell_crasher"),
+	"2:$restart_reason",
+	'after its two attempts');
+sleep(2);
+$log = slurp_file($node->logfile, $log_offset);
+$crashes = () = $log =~ /terminated by signal 9/g;
+is($crashes, 2, 'it crashed the server twice, no more');
 
 $node->stop;
 done_testing();
