@@ -52,6 +52,16 @@ static const char *const dequeue_sql =
 "                max_jobs => $%d::integer, lease => $%d::interval, worker => $%d) d";
 #define DEQUEUE_PARAMS 5
 
+/*
+ * A claim sent alone does not wait for its WAL flush, so that its jobs start
+ * at once.  A crash of the server may lose it: its jobs then run again
+ * when their leases run out, as jobs of a lost worker do.  A SQL job's
+ * effects commit with its outcome, whose commit waits, and flushes the
+ * claim with it.
+ */
+static const char *const claim_alone =
+" WHERE pg_catalog.set_config('synchronous_commit', 'off', true) IS NOT NULL";
+
 /* A text[] literal of items. */
 static char *
 control_array(char **items)
@@ -268,6 +278,8 @@ control_claim(Worker *w, bool with_report, int64 now)
 					 nvalues + 5);
 	if (with_report)
 		appendStringInfoString(&sql, ") c ON true");
+	else
+		appendStringInfoString(&sql, claim_alone);
 
 	w->claim_asked = control_claim_room(w, w->claim_sql, w->nreporting);
 	snprintf(max_jobs, sizeof(max_jobs), "%d", w->claim_asked);

@@ -28,7 +28,7 @@ options_usage(void)
 		   "  -c, --concurrency=N        jobs run at once (default: 1); SQL jobs run in\n"
 		   "                             up to N batches at once, each on a connection\n"
 		   "      --batch-size=N         SQL jobs per batch, run and committed together\n"
-		   "                             in one transaction (default: 32)\n"
+		   "                             in one transaction (default: 64)\n"
 		   "  -k, --kinds=LIST           kinds of jobs to take: shell, sql or shell,sql\n"
 		   "                             (default: shell)\n"
 		   "      --lease=SECONDS        lease of a claimed job, extended every third of it\n"
@@ -206,7 +206,7 @@ options_parse(int argc, char **argv, WorkerOptions *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->run_shell = true;
 	opts->concurrency = 1;
-	opts->batch_size = 32;
+	opts->batch_size = 64;
 	opts->lease_ms = 60 * 1000;
 	opts->output_limit = 64 * 1024;
 	opts->kill_grace_ms = 5 * 1000;

@@ -3,7 +3,7 @@
 # server (jq.execute_in_server = off):
 #
 #  - SQL no-op jobs (SELECT 1), all enqueued first, drained by one worker
-#    with --concurrency 8 (batches of 32 jobs per jq_run_sql_many call, the
+#    with --concurrency 8 (batches of 64 jobs per jq_run_sql_many call, the
 #    default, then of 128), side by side with graphile-worker draining as
 #    many no-op jobs with --jobs 8 (installed from the npm registry into
 #    a temporary directory for this run only; BENCH_GRAPHILE=0 skips it);
@@ -177,7 +177,7 @@ sql_rate=$(drain sql 'SELECT 1' "$JOBS" 1 --concurrency "$PARALLEL")
 sql_rate_128=$(drain sql 'SELECT 1' "$JOBS" 1 --concurrency "$PARALLEL" --batch-size 128)
 echo
 printf '%-60s %10s\n' "SQL no-op jobs (SELECT 1), $JOBS enqueued beforehand" "jobs/s"
-printf '  %-58s %10s\n' "jq_worker, --concurrency $PARALLEL (batches of 32)" "$sql_rate" \
+printf '  %-58s %10s\n' "jq_worker, --concurrency $PARALLEL (batches of 64)" "$sql_rate" \
 	"jq_worker, --concurrency $PARALLEL --batch-size 128" "$sql_rate_128"
 if [ "$GRAPHILE" != 0 ]; then
 	if read -r gversion grate < <(graphile_rate) && [ -n "${grate:-}" ]; then
