@@ -18,7 +18,8 @@
 #    against a bare committing statement;
 #  - pickup latency through LISTEN/NOTIFY: jobs enqueued one at a time into
 #    idle workers, from the enqueuing COMMIT to the job's process running,
-#    and from the job's creation to its claim (started_at - created_at).
+#    and from the job's creation to its claim (started_at - created_at);
+#    then SQL jobs, from the enqueuing COMMIT to the job's statement.
 #
 # Needs the extension and jq_worker installed (make install).  Run as
 # postgres, or as root (it re-executes itself as postgres).
@@ -293,3 +294,28 @@ printf '  %-58s %10s\n' "COMMIT returned -> the job's process ran, p50" "$r50" \
 	"                                    p95" "$c95" \
 	"                                    p99" "$c99" \
 	"                                    max" "$cmax"
+
+# the same with SQL jobs, into idle workers of SQL jobs: each job records
+# when its statement ran, without a process to start
+start_workers 2 latency_sql --concurrency 4 --kinds sql
+await "SELECT count(*) >= 4 FROM pg_stat_activity WHERE application_name = 'jq_worker'"
+sql -c "CREATE TABLE sql_committed (k integer PRIMARY KEY, at timestamptz NOT NULL)" \
+	-c "CREATE TABLE sql_ran (k integer PRIMARY KEY, at timestamptz NOT NULL)"
+sleep 1
+for k in $(seq 1 "$LATENCY_JOBS"); do
+	echo "SELECT jq_enqueue('INSERT INTO sql_ran VALUES ($k, clock_timestamp())');"
+	echo "INSERT INTO sql_committed VALUES ($k, clock_timestamp());"
+	echo "SELECT pg_sleep(0.05);"
+done | sql >/dev/null
+await "SELECT count(*) = $LATENCY_JOBS FROM sql_ran"
+IFS='|' read -r s50 s95 s99 smax <<<"$(sql -c "
+	SELECT to_char(p[1], 'FM99990.0'), to_char(p[2], 'FM99990.0'),
+		   to_char(p[3], 'FM99990.0'), to_char(mx, 'FM99990.0')
+	FROM (SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms) AS p,
+				 max(ms) AS mx
+		  FROM (SELECT extract(epoch FROM r.at - c.at) * 1000 AS ms
+				FROM sql_ran r JOIN sql_committed c USING (k)) t) s")"
+printf '  %-58s %10s\n' "SQL jobs: COMMIT returned -> the job's statement ran, p50" "$s50" \
+	"                                                    p95" "$s95" \
+	"                                                    p99" "$s99" \
+	"                                                    max" "$smax"
