@@ -32,11 +32,12 @@ $$;
 /*
  * ready -> running: the one statement that claims jobs, for in-server
  * executors (p_token, no lease) and external workers (p_lease_owner until
- * p_lease_expires) alike.  The callers pick the jobs and lock them first
- * (FOR UPDATE SKIP LOCKED); a job no longer ready is left alone.  Each job
- * is looked up by its primary key, whatever the statistics say.  The
- * attempt it starts is counted now, so that a claim whose runner dies
- * still uses it up.
+ * p_lease_expires) alike.  The callers pick ready jobs and lock them
+ * (FOR UPDATE SKIP LOCKED), so that none can change state before this.
+ * Each job is looked up by its primary key alone: a condition on its state
+ * would let the planner read every ready job through their partial indexes
+ * when the statistics say there are few.  The attempt it starts is counted
+ * now, so that a claim whose runner dies still uses it up.
  */
 CREATE OR REPLACE FUNCTION jq._claim(p_ids bigint[], p_token bigint, p_lease_owner text,
 						  p_lease_expires timestamptz)
@@ -50,8 +51,7 @@ BEGIN
 	SET state = 'running', attempts = j.attempts + 1, started_at = clock_timestamp(),
 		executor_token = p_token, lease_owner = p_lease_owner,
 		lease_expires_at = p_lease_expires
-	FROM unnest(p_ids) AS c(id)
-	WHERE j.id = c.id AND j.state = 'ready'
+	WHERE j.id = ANY (p_ids)
 	RETURNING j.*;
 END
 $$;

@@ -115,7 +115,7 @@ for system in ${BENCH_LANG_SYSTEMS:-jq-python celery rq jq-node graphile bullmq}
 	fi
 	rm -f "$BENCH_STAMPS"
 	[ -z "$REDIS_PID" ] || redis-cli -p "$BENCH_REDIS_PORT" FLUSHALL >/dev/null
-	sql -c "DELETE FROM jq.job" -c "VACUUM ANALYZE jq.job"
+	sql -c "DELETE FROM jq.job" -c "TRUNCATE jq.job_history" -c "VACUUM ANALYZE jq.job"
 	driver=(node "$src/test/bench/lang/drive.js")
 	case $system in jq-python | celery | rq) driver=(/usr/bin/python3 "$src/test/bench/lang/drive.py") ;; esac
 	jobs=$BENCH_JOBS
