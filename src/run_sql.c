@@ -60,11 +60,12 @@ enum
 };
 
 /*
- * The SQL jobs the caller holds in those attempts, locked, in the order
- * given: jobs[i] is filled in and held[i] set when the caller holds job
- * ids[i] in attempt attempts[i] (the lease did not expire, the job was not
- * cancelled or finished).  Raises, before any job runs, when the caller may
- * not work on one of the jobs at all, or when one is not a SQL job.
+ * The SQL jobs the caller holds in those attempts (jq._leased_jobs: locked
+ * in id order), in the order given: jobs[i] is filled in and held[i] set
+ * when the caller holds job ids[i] in attempt attempts[i] (the lease did
+ * not expire, the job was not cancelled or finished).  Raises, before any
+ * job runs, when the caller may not work on one of the jobs at all, or when
+ * one is not a SQL job.
  */
 static void
 run_sql_held(Datum ids, Datum attempts, int n, JqJob *jobs, bool *held)
@@ -89,8 +90,8 @@ run_sql_held(Datum ids, Datum attempts, int n, JqJob *jobs, bool *held)
 
 		plan = jq_prepare("SELECT j.kind, j.command, j.owner, j.timeout, h.id, h.attempt"
 						  " FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4))"
-						  "   WITH ORDINALITY AS h(id, attempt, ord),"
-						  " LATERAL jq._leased_job($1, $2, h.id, h.attempt) j"
+						  "   WITH ORDINALITY AS h(id, attempt, ord)"
+						  " LEFT JOIN jq._leased_jobs($1, $2, $3, $4) j ON j.id = h.id"
 						  " ORDER BY h.ord", 4, types);
 	}
 	ret = jq_execute_for_caller(plan, values, NULL, NULL);

@@ -40,25 +40,49 @@ END
 $$;
 
 /*
- * The job, if the caller may manage it and an external worker holds it, in
- * attempt p_attempt when given (the attempt jq_dequeue returned: a worker
- * whose lease expired cannot finish the attempt of the next worker).
+ * The jobs among p_ids that the caller may manage and an external worker
+ * holds, each in the attempt at the same place of p_attempts when that is
+ * not NULL (the attempt jq_dequeue returned: a worker whose lease expired
+ * cannot finish the attempt of the next worker), locked in id order.  The
+ * others are looked at as jq._own_job does, which raises for a job the
+ * caller may not see.
  */
-CREATE OR REPLACE FUNCTION jq._leased_job(p_caller oid, p_is_admin boolean, p_id bigint,
-							   p_attempt integer)
-RETURNS jq.job
+CREATE OR REPLACE FUNCTION jq._leased_jobs(p_caller oid, p_is_admin boolean, p_ids bigint[],
+										   p_attempts integer[])
+RETURNS SETOF jq.job
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	j jq.job := jq._own_job(p_caller, p_is_admin, p_id);
+	held jq.job[];
 BEGIN
-	IF j.state = 'running' AND j.executor_token IS NULL
-	   AND (p_attempt IS NULL OR j.attempts = p_attempt) THEN
-		RETURN j;
-	END IF;
-	RETURN NULL;
+	SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO held
+	FROM (SELECT j.*
+		  FROM unnest(p_ids,
+					  coalesce(p_attempts,
+							   array_fill(NULL::integer, ARRAY[coalesce(cardinality(p_ids), 0)])))
+				  AS c(id, attempt)
+			  JOIN jq.job j ON j.id = c.id
+		  WHERE (j.owner = p_caller OR p_is_admin) AND j.state = 'running'
+			AND j.executor_token IS NULL AND (c.attempt IS NULL OR j.attempts = c.attempt)
+		  ORDER BY j.id
+		  FOR UPDATE OF j) l;
+	PERFORM jq._own_job(p_caller, p_is_admin, c.id)
+	FROM unnest(p_ids) AS c(id)
+	WHERE c.id IS NULL OR c.id <> ALL (ARRAY(SELECT h.id FROM unnest(held) h))
+	ORDER BY c.id;
+	RETURN QUERY SELECT * FROM unnest(held);
 END
+$$;
+
+-- jq._leased_jobs for one job: the job, or NULL
+CREATE OR REPLACE FUNCTION jq._leased_job(p_caller oid, p_is_admin boolean, p_id bigint,
+										  p_attempt integer)
+RETURNS jq.job
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT * FROM jq._leased_jobs(p_caller, p_is_admin, ARRAY[p_id], ARRAY[p_attempt])
 $$;
 
 CREATE OR REPLACE FUNCTION jq_listen()
@@ -88,7 +112,6 @@ RETURNS TABLE (id bigint, queue text, kind text, command text, argv text[], env 
 			   working_dir text, payload jsonb, attempt integer, max_attempts integer,
 			   timeout interval, lease_expires_at timestamptz)
 LANGUAGE c VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'jq_dequeue_claim';
 
 CREATE OR REPLACE FUNCTION jq_complete(id bigint, result jsonb DEFAULT NULL, attempt integer DEFAULT NULL)
@@ -212,10 +235,10 @@ $$;
 
 /*
  * jq_complete for many jobs at once: one call and one pass of jq._finish
- * instead of one per job.  Each job is checked as jq_complete checks it
- * (jq._leased_job: the caller's, or a member of jq_admin; held; the attempt
- * given, when given); returns the ids of those it completed, passing over
- * the others.
+ * instead of one per job.  The jobs are checked as jq_complete checks one
+ * (jq._leased_jobs: the caller's, or a member of jq_admin; held; the
+ * attempt given, when given); returns the ids of those it completed,
+ * passing over the others.
  */
 CREATE OR REPLACE FUNCTION jq_complete_many(ids bigint[], results jsonb[] DEFAULT NULL,
 								 attempts integer[] DEFAULT NULL)
@@ -239,27 +262,11 @@ BEGIN
 		RAISE EXCEPTION 'ids, results and attempts must have as many elements'
 			USING ERRCODE = 'array_subscript_error';
 	END IF;
-	-- the jobs held, locked in id order; then the others as jq._own_job sees
-	-- them (it raises for a job the caller may not see)
-	WITH held AS (
-		SELECT c.id, c.result
-		FROM unnest(p_ids,
-					coalesce(p_results, array_fill(NULL::jsonb, ARRAY[n])),
-					coalesce(p_attempts, array_fill(NULL::integer, ARRAY[n])))
-				AS c(id, result, attempt)
-			JOIN jq.job j ON j.id = c.id
-		WHERE (j.owner = p_caller OR p_is_admin) AND j.state = 'running'
-		  AND j.executor_token IS NULL AND (c.attempt IS NULL OR j.attempts = c.attempt)
-		ORDER BY c.id
-		FOR UPDATE OF j
-	)
-	SELECT array_agg(h.id ORDER BY h.id), array_agg(h.result ORDER BY h.id)
+	SELECT array_agg(c.id ORDER BY c.id), array_agg(c.result ORDER BY c.id)
 	INTO done_ids, done_results
-	FROM held h;
-	PERFORM jq._own_job(p_caller, p_is_admin, c.id)
-	FROM unnest(p_ids) AS c(id)
-	WHERE c.id <> ALL (coalesce(done_ids, '{}'))
-	ORDER BY c.id;
+	FROM jq._leased_jobs(p_caller, p_is_admin, p_ids, p_attempts) l
+		JOIN unnest(p_ids, coalesce(p_results, array_fill(NULL::jsonb, ARRAY[n])))
+			AS c(id, result) ON c.id = l.id;
 
 	IF done_ids IS NOT NULL THEN
 		PERFORM jq._finish(done_ids, array_fill('succeeded'::text, ARRAY[cardinality(done_ids)]),
