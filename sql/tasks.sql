@@ -66,6 +66,11 @@ SELECT cardinality(jq_complete_many((:'m'::bigint[]), ARRAY['1', '2', '3']::json
 SELECT result, state FROM jq_jobs WHERE id = ANY (:'m'::bigint[]) ORDER BY id;
 SELECT jq_complete_many(:'m'::bigint[], ARRAY['1']::jsonb[]);
 SELECT cardinality(jq_complete_many(:'m'::bigint[])) AS completed;
+-- a job given twice is completed, and answered, once
+SELECT jq_enqueue('m', kind => 'task', queue => 'many') AS m1 \gset
+SELECT count(*) AS claimed FROM jq_dequeue('many', 1, kinds => ARRAY['task']);
+SELECT jq_complete_many(ARRAY[:m1, :m1]::bigint[]) = ARRAY[:m1]::bigint[] AS once;
+SELECT state FROM jq_jobs WHERE id = :m1;
 
 -- unique keys and dependencies
 SET client_min_messages = warning;

@@ -58,10 +58,12 @@ DECLARE
 BEGIN
 	SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO held
 	FROM (SELECT j.*
-		  FROM unnest(p_ids,
-					  coalesce(p_attempts,
-							   array_fill(NULL::integer, ARRAY[coalesce(cardinality(p_ids), 0)])))
-				  AS c(id, attempt)
+		  FROM (SELECT DISTINCT c.id, c.attempt
+				FROM unnest(p_ids,
+							coalesce(p_attempts,
+									 array_fill(NULL::integer,
+												ARRAY[coalesce(cardinality(p_ids), 0)])))
+					AS c(id, attempt)) c
 			  JOIN jq.job j ON j.id = c.id
 		  WHERE (j.owner = p_caller OR p_is_admin) AND j.state = 'running'
 			AND j.executor_token IS NULL AND (c.attempt IS NULL OR j.attempts = c.attempt)
@@ -265,8 +267,10 @@ BEGIN
 	SELECT array_agg(c.id ORDER BY c.id), array_agg(c.result ORDER BY c.id)
 	INTO done_ids, done_results
 	FROM jq._leased_jobs(p_caller, p_is_admin, p_ids, p_attempts) l
-		JOIN unnest(p_ids, coalesce(p_results, array_fill(NULL::jsonb, ARRAY[n])))
-			AS c(id, result) ON c.id = l.id;
+		JOIN (SELECT DISTINCT ON (c.id) c.id, c.result
+			  FROM unnest(p_ids, coalesce(p_results, array_fill(NULL::jsonb, ARRAY[n])))
+				  AS c(id, result)
+			  ORDER BY c.id) c ON c.id = l.id;
 
 	IF done_ids IS NOT NULL THEN
 		PERFORM jq._finish(done_ids, array_fill('succeeded'::text, ARRAY[cardinality(done_ids)]),
