@@ -301,8 +301,10 @@ jq_claim_trace_restore(void)
 			elog(ERROR, "could not put back lost claims: %s", SPI_result_code_string(ret));
 		if (SPI_processed > 0)
 			ereport(LOG,
-					(errmsg("job_queue put back the claims of %llu jobs that a crash lost",
-							(unsigned long long) SPI_processed)));
+					(errmsg_plural("job_queue put back the claim of %llu job that a crash lost",
+								   "job_queue put back the claims of %llu jobs that a crash lost",
+								   SPI_processed,
+								   (unsigned long long) SPI_processed)));
 		SPI_finish();
 		PopActiveSnapshot();
 		/* the files go once this is on disk, whatever synchronous_commit says */
