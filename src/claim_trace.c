@@ -265,15 +265,7 @@ claim_trace_read(List *paths, Oid job_relid, Datum **ids, Datum **attempts)
 void
 jq_claim_trace_restore(void)
 {
-	static const char *const sql =
-		"UPDATE jq.job j"
-		" SET state = 'running', attempts = c.attempts, executor_token = 0,"
-		"  lease_owner = 'in-server executor'"
-		" FROM (SELECT c.id, pg_catalog.max(c.attempts) AS attempts"
-		"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS c(id, attempts)"
-		"  GROUP BY c.id) c"
-		" WHERE j.id = c.id AND j.attempts < c.attempts"
-		"  AND (j.state = 'ready' OR (j.state = 'running' AND j.executor_token IS NOT NULL))";
+	static const char *const sql = "SELECT jq._restore_claims($1, $2)";
 	List	   *paths = claim_trace_files(MyDatabaseId);
 	Datum	   *ids;
 	Datum	   *attempts;
@@ -289,6 +281,8 @@ jq_claim_trace_restore(void)
 		Oid			types[2] = {INT8ARRAYOID, INT4ARRAYOID};
 		Datum		values[2];
 		int			ret;
+		int64		restored;
+		bool		isnull;
 
 		values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
 													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -297,14 +291,16 @@ jq_claim_trace_restore(void)
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		ret = jq_execute(sql, 2, types, values, NULL);
-		if (ret != SPI_OK_UPDATE)
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not put back lost claims: %s", SPI_result_code_string(ret));
-		if (SPI_processed > 0)
+		restored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull));
+		if (restored > 0)
 			ereport(LOG,
-					(errmsg_plural("job_queue put back the claim of %llu job that a crash lost",
-								   "job_queue put back the claims of %llu jobs that a crash lost",
-								   SPI_processed,
-								   (unsigned long long) SPI_processed)));
+					(errmsg_plural("job_queue put back the claim of %lld job that a crash lost",
+								   "job_queue put back the claims of %lld jobs that a crash lost",
+								   restored,
+								   (long long) restored)));
 		SPI_finish();
 		PopActiveSnapshot();
 		/* the files go once this is on disk, whatever synchronous_commit says */

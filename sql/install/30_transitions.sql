@@ -56,6 +56,35 @@ BEGIN
 END
 $$;
 
+/*
+ * ready -> running again for the claims a crash of the server lost: the
+ * claim files of in-server executors (src/claim_trace.c) record each job
+ * claimed (p_ids) with the attempt its claim started (p_attempts), and the
+ * claim's commit may not have reached the disk.  A job the file names that
+ * is ready with fewer attempts, or still running for an executor with
+ * fewer, is running again with that attempt, for an executor of the
+ * earlier server run (token 0), so that jq._reclaim charges it like any
+ * job cut off by the restart.  A job claimed again since, or finished, is
+ * left alone.  Returns how many jobs were put back.
+ */
+CREATE OR REPLACE FUNCTION jq._restore_claims(p_ids bigint[], p_attempts integer[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH restored AS (
+		UPDATE jq.job j
+		SET state = 'running', attempts = c.attempts, executor_token = 0,
+			lease_owner = 'in-server executor'
+		FROM (SELECT r.id, max(r.attempts) AS attempts
+			  FROM ROWS FROM (unnest(p_ids), unnest(p_attempts)) AS r(id, attempts)
+			  GROUP BY r.id) c
+		WHERE j.id = c.id AND j.attempts < c.attempts
+		  AND (j.state = 'ready' OR (j.state = 'running' AND j.executor_token IS NOT NULL))
+		RETURNING j.id)
+	SELECT count(*) FROM restored
+$$;
+
 -- the state machine: a job's state changes only as src/transition.c lists
 CREATE OR REPLACE FUNCTION jq._job_transition()
 RETURNS trigger
