@@ -90,13 +90,17 @@ jq_slot_before_claim(volatile JqExecutor *slot)
 
 /*
  * A claim found nothing and no commit woke the executor since: whatever
- * asked for one more executor of its kind has been served.
+ * asked for one more executor of its kind has been served.  Not so when
+ * the launcher asked the executor to leave: it stopped counting then
+ * (jq_pool_count), so a request made since was made because it is going,
+ * perhaps for a retry that came due after its claim began, and it leaves
+ * without asking again (jq_slot_leave_pool).
  */
 void
 jq_slot_found_nothing(volatile JqExecutor *slot)
 {
 	LWLockAcquire(jq_shared->lock, LW_EXCLUSIVE);
-	if (slot->idle)
+	if (slot->idle && !slot->leave)
 	{
 		JqDatabase *db = jq_find_database(MyDatabaseId);
 

@@ -88,10 +88,11 @@ enqueue_sql($_, 'beside_poison', 101, 300, 0.005) for qw(b c);
 ok(wait_for_job_state($node, 'a', $poison, 'failed'),
 	'a: the poison job ends failed')
   or diag($node->safe_psql('a', qq{
-	SELECT (SELECT string_agg(state || ' ' || attempts || ' ' || run_at, ' ') FROM jq_jobs WHERE id = $poison)
-		   || E'\n' || (SELECT string_agg(p::text, E'\n') FROM jq_executors p)
-		   || E'\n' || (SELECT string_agg(backend_type || ' ' || datname || ' ' || state, E'\n')
-						 FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%')}));
+	SELECT concat_ws(E'\n',
+		(SELECT string_agg(state || ' ' || attempts || ' ' || run_at, ' ') FROM jq_jobs WHERE id = $poison),
+		(SELECT string_agg(p::text, E'\n') FROM jq_executors p),
+		(SELECT string_agg(concat_ws(' ', backend_type, datname, state), E'\n')
+		 FROM pg_stat_activity WHERE backend_type LIKE 'job_queue%'))}));
 is($node->safe_psql('a', "SELECT attempts FROM jq_jobs WHERE id = $poison"),
 	'4', 'a: it used its four attempts');
 for my $db (@dbs)
