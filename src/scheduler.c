@@ -319,17 +319,22 @@ sched_read_probe(void *arg)
 "		  AND NOT EXISTS (SELECT FROM jq.queue q " \
 "						  WHERE q.name = j.queue AND (q.external_only OR q.paused)))"
 
-static void
-sched_probe(void)
+/*
+ * Look for ready jobs of each kind when asked to (or always); returns
+ * whether there were any.
+ */
+static bool
+sched_probe(bool always)
 {
 	bool		found[JQ_NUM_KINDS] = {false};
 
-	if (!jq_scheduler_take_probe(sched_db))
-		return;
+	if (!jq_scheduler_take_probe(sched_db) && !always)
+		return false;
 
 	sched_run("SELECT " SCHED_READY_OF_KIND("sql") ", " SCHED_READY_OF_KIND("shell"),
 			  0, NULL, NULL, NULL, sched_read_probe, found);
 	jq_scheduler_request_missing(sched_db, found);
+	return found[JQ_KIND_SQL] || found[JQ_KIND_SHELL];
 }
 
 /*
@@ -341,6 +346,13 @@ static bool
 sched_should_leave(void)
 {
 	bool		leave = jq_scheduler_may_leave(sched_db);
+
+	/*
+	 * A last look before going: a due job with no executor and no request
+	 * for one would otherwise wait for the next commit in the database.
+	 */
+	if (leave && sched_probe(true))
+		leave = jq_scheduler_may_leave(sched_db);
 
 	if (leave)
 		sched_leaving_idle = true;
@@ -425,7 +437,7 @@ jq_scheduler_main(Datum main_arg)
 
 		sched_check_extension();
 		sched_manage_pool();
-		sched_probe();
+		(void) sched_probe(false);
 
 		/* a wake for the pool alone runs no tick */
 		due = jq_scheduler_timer_due(sched_db, sched_tick_needed);
