@@ -275,6 +275,9 @@ sched_manage_pool(void)
 		}
 		else if (sched_handles[i] != NULL)
 		{
+			/* one asked to leave goes before its next claim: it does not count */
+			if (e->leave)
+				continue;
 			if (running[kind] >= jq_pool_size(kind))
 				TerminateBackgroundWorker(sched_handles[i]);
 			else
