@@ -76,5 +76,5 @@ The cluster is still running, with job_queue loaded:
   connect:  $bindir/psql -h $dir -p $port -U postgres postgres
   try:      SELECT jq_enqueue('SELECT 1'); SELECT * FROM jq_jobs;
   log:      $dir/server.log
-  stop:     sudo -u postgres $bindir/pg_ctl -D $dir/data stop
+  stop:     runuser -u postgres -- $bindir/pg_ctl -D $dir/data stop   (as root)
 MSG
