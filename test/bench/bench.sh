@@ -389,7 +389,6 @@ for k in $(seq 1 "$COLD_JOBS"); do
 	await "SELECT count(*) = $k FROM cold"
 done
 sql -c "\\copy cold_enq FROM '$TMP/cold.csv' (FORMAT csv)"
-sql -c "ALTER SYSTEM RESET jq.executor_idle_timeout" -c "SELECT pg_reload_conf()" >/dev/null
 IFS='|' read -r k50 k95 kmax <<<"$(sql -c "
 	SELECT to_char(p[1], 'FM9990.00'), to_char(p[2], 'FM9990.00'), to_char(mx, 'FM9990.00')
 	FROM (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY d) AS p, max(d) AS mx
@@ -402,9 +401,13 @@ row "                            p95" "$k95"
 row "                            max" "$kmax"
 
 ###########################################################################
-# statements while idle
+# statements while idle: the scheduler and an executor wait for work, and
+# stay (no idle timeout), so that the window holds no departure of theirs
 ###########################################################################
 
+set_conf jq.executor_idle_timeout 0
+idle_job=$(sql -c "SELECT jq_enqueue('SELECT 1')")
+await "SELECT state = 'succeeded' FROM jq_jobs WHERE id = $idle_job"
 set_conf pg_stat_statements.track all
 sleep 2
 sql -d postgres -c "SELECT pg_stat_statements_reset()" >/dev/null
@@ -412,11 +415,15 @@ sleep "$IDLE_SECONDS"
 idle_calls=$(sql -d postgres -c "
 	SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
 	WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench')")
+idle_workers=$(sql -c "SELECT count(*) FROM pg_stat_activity
+					   WHERE backend_type IN ('job_queue scheduler', 'job_queue executor')")
 set_conf pg_stat_statements.track none
+sql -c "ALTER SYSTEM RESET jq.executor_idle_timeout" -c "SELECT pg_reload_conf()" >/dev/null
 
 section "Idle, ${IDLE_SECONDS} s (pg_stat_statements.track = all)"
 row "statements per minute in the jobs' database" \
 	"$(awk -v c="$idle_calls" -v s="$IDLE_SECONDS" 'BEGIN { printf "%.1f", c * 60 / s }')"
+row "  its workers waiting meanwhile" "$idle_workers"
 
 ###########################################################################
 # sustained run
